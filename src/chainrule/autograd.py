@@ -1,0 +1,491 @@
+"""The graph machinery: grad mode, recording a node, and the iterative reverse walk.
+
+This module knows no operation by name. Each primitive is a `Primitive` (one row of the table in
+`ops.py`): a forward function and, per input, a vector-Jacobian product rule
+``rule(grad, ans, *inputs, **params)``. Applying a primitive to Tensors runs the forward on plain
+arrays and, when some input requires grad, records a `Node`. `backward` walks the nodes in reverse
+topological order with an explicit worklist (no recursion), sums the gradients of every path, and
+hands each leaf its total.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import inspect
+
+import numpy as np
+
+Tensor = None  # bound by tensor.py, which imports this module first
+
+
+# ----------------------------------------------------------------------------------------------
+# Grad mode
+# ----------------------------------------------------------------------------------------------
+class _GradMode:
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True when operations on tensors that require grad are recorded."""
+    return _mode.enabled
+
+
+class set_grad_enabled:
+    """Context manager (and decorator) that turns recording on or off inside its block."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+        self.previous = []
+
+    def __enter__(self):
+        self.previous.append(_mode.enabled)
+        _mode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _mode.enabled = self.previous.pop()
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)(*self._args()):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    def _args(self):
+        return (self.mode,)
+
+
+class no_grad(set_grad_enabled):
+    """``with cr.no_grad():`` records nothing; tensors made inside do not require grad."""
+
+    def __init__(self):
+        super().__init__(False)
+
+    def _args(self):
+        return ()
+
+
+class enable_grad(set_grad_enabled):
+    """``with cr.enable_grad():`` records again, even inside ``no_grad``."""
+
+    def __init__(self):
+        super().__init__(True)
+
+    def _args(self):
+        return ()
+
+
+# ----------------------------------------------------------------------------------------------
+# Anomaly mode: a switch that the inspection tools turn on (`cr.detect_anomaly`)
+# ----------------------------------------------------------------------------------------------
+class _AnomalyMode:
+    enabled = False
+    on_forward = None  # callable(op, node_or_None, out_array, args) run after every forward
+    on_backward = None  # callable(node, input_grads) run after every VJP
+
+
+anomaly = _AnomalyMode()
+
+
+# ----------------------------------------------------------------------------------------------
+# Primitives: one row of the table
+# ----------------------------------------------------------------------------------------------
+def _reads(rule, n_leading: int = 2) -> tuple[bool, frozenset]:
+    """Which of ``ans`` and the inputs a VJP rule reads, found from its bytecode.
+
+    Knowing it lets a node keep only the values its rules will use, so memory is returned as soon
+    as the forward pass no longer needs it (an ``add`` node keeps nothing, a ``tanh`` node only its
+    answer).
+    """
+    code = rule.__code__
+    if code.co_flags & inspect.CO_VARARGS:  # *inputs: assume it reads all of them
+        return True, frozenset(range(64))
+    names = code.co_varnames[: code.co_argcount]
+    used = set(code.co_cellvars)
+    for ins in dis.get_instructions(code):
+        if ins.opname.startswith("LOAD_"):
+            val = ins.argval
+            used.update(val if isinstance(val, tuple) else (val,))
+    reads_ans = len(names) > 1 and names[1] in used
+    inputs = frozenset(i for i, name in enumerate(names[n_leading:]) if name in used)
+    return reads_ans, inputs
+
+
+class Primitive:
+    """A differentiable operation: ``forward`` on arrays and one VJP rule per input.
+
+    ``vjps[i](grad, ans, *inputs, **params)`` returns the gradient for input ``i``. Rules use
+    only operators and methods shared by ``numpy.ndarray`` and ``Tensor`` (or other primitives),
+    so the same rule runs on arrays in an ordinary backward pass and on Tensors, recorded, when
+    ``create_graph=True``. ``vjp_all`` replaces ``vjps`` for operations with a variable number of
+    inputs (concatenate, stack): ``vjp_all(grad, ans, n_inputs, **params)`` returns all of them.
+    """
+
+    __slots__ = ("name", "forward", "vjps", "vjp_all", "formulas", "broadcasts", "view",
+                 "differentiable", "node_name", "_rule_reads", "_plans")
+
+    def __init__(self, name, forward, vjps=(), formulas=(), *, vjp_all=None, broadcasts=False,
+                 view=False, differentiable=True):
+        self.name = name
+        self.forward = forward
+        self.vjps = tuple(vjps)
+        self.vjp_all = vjp_all
+        self.formulas = tuple(formulas)
+        self.broadcasts = broadcasts
+        self.view = view
+        self.differentiable = differentiable
+        self.node_name = _camel(name) + "Backward"
+        self._rule_reads = [_reads(rule) if rule else (False, frozenset()) for rule in self.vjps]
+        self._plans = {}
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+    def __call__(self, *args, **params):
+        for a in args:
+            if isinstance(a, Tensor):
+                return apply(self, args, params)
+        return self.forward(*args, **params)
+
+    def save_plan(self, needs: tuple) -> tuple:
+        """For the inputs that need a gradient: (keep ans?, keep input i? for each i)."""
+        plan = self._plans.get(needs)
+        if plan is None:
+            keep_ans, keep = False, set()
+            for i, needed in enumerate(needs):
+                if needed and self.vjps:
+                    reads_ans, reads = self._rule_reads[i]
+                    keep_ans |= reads_ans
+                    keep |= reads
+            plan = (keep_ans, tuple(i in keep for i in range(len(needs))))
+            self._plans[needs] = plan
+        return plan
+
+    def vjp(self, node, grad, inputs, ans):
+        """The gradient of each input of ``node`` (None where no gradient is needed)."""
+        params = node.params
+        if self.vjp_all is not None:
+            return self.vjp_all(grad, ans, len(node.parents), **params)
+        return tuple(rule(grad, ans, *inputs, **params) if parent is not None and rule else None
+                     for rule, parent in zip(self.vjps, node.parents))
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Nodes and recording
+# ----------------------------------------------------------------------------------------------
+_FREED = object()
+
+
+class ShapeError(ValueError):
+    """Inputs whose shapes an operation cannot take; the message names both."""
+
+
+class Node:
+    """The record of one operation in the graph (a tensor's ``grad_fn``).
+
+    ``parents[i]`` is where the gradient of input ``i`` goes: the input's own node, the input
+    itself when it is a leaf that requires grad, or None. ``saved`` holds the inputs the VJP rules
+    read (None elsewhere) and ``ans`` the forward result when they read it.
+    """
+
+    __slots__ = ("op", "parents", "saved", "versions", "ans", "ans_version", "params", "shapes",
+                 "hooks", "trace", "__weakref__")
+
+    def __init__(self, op, parents, saved, versions, ans, ans_version, params, shapes):
+        self.op = op
+        self.parents = parents
+        self.saved = saved
+        self.versions = versions
+        self.ans = ans
+        self.ans_version = ans_version
+        self.params = params
+        self.shapes = shapes
+        self.hooks = None
+        self.trace = None
+
+    @property
+    def name(self) -> str:
+        return self.op.node_name
+
+    @property
+    def freed(self) -> bool:
+        return self.saved is _FREED
+
+    def saved_arrays(self):
+        """The arrays this node keeps for its backward pass (for memory accounting)."""
+        if self.saved is _FREED:
+            return []
+        out = [s.data for s in self.saved if isinstance(s, Tensor)]
+        out += [s for s in self.saved if isinstance(s, np.ndarray)]
+        if self.ans is not None:
+            out.append(self.ans)
+        return out
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+def apply(op: Primitive, args: tuple, params: dict):
+    """Run ``op`` forward on the arrays inside ``args`` and record a node when a gradient is due."""
+    arrays = [a.data if isinstance(a, Tensor) else _constant(a) for a in args]
+    try:
+        out = op.forward(*arrays, **params)
+    except ShapeError as exc:
+        raise ShapeError(f"{op.name}: {exc}") from None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise _op_error(op, arrays, exc) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    node = None
+    if _mode.enabled and op.differentiable:
+        needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
+        if True in needs:
+            node = _record(op, args, arrays, params, out, needs)
+    result = _wrap_output(op, args, out, node)
+    if node is not None and node.ans is not None:
+        node.ans_version = result._version
+        node.versions += (result._version[0],)
+    if anomaly.enabled:
+        anomaly.on_forward(op, node, out, args)
+    return result
+
+
+def _record(op, args, arrays, params, out, needs):
+    keep_ans, keep = op.save_plan(needs)
+    saved = tuple([a if k else None for a, k in zip(args, keep)])
+    versions = tuple([a._version[0] if k and isinstance(a, Tensor) else 0
+                      for a, k in zip(args, keep)])
+    parents = tuple([(a.grad_fn or a) if n else None for a, n in zip(args, needs)])
+    shapes = tuple([np.shape(x) for x in arrays]) if op.broadcasts else None
+    return Node(op, parents, saved, versions, out if keep_ans else None, None, params, shapes)
+
+
+def _wrap_output(op, args, out, node):
+    t = Tensor.__new__(Tensor)
+    t.data = out
+    t.grad = None
+    t.grad_fn = node
+    t._requires_grad = node is not None
+    t._hooks = None
+    t.name = None
+    # A view shares its input's version counter, so writing through either is seen by both.
+    t._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
+    return t
+
+
+def _constant(value):
+    if isinstance(value, (np.ndarray, float, int, bool, np.generic)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        from chainrule.tensor import as_array
+
+        return as_array(value)
+    return value
+
+
+def _op_error(op, arrays, exc):
+    described = ", ".join(
+        f"{np.shape(a)} {getattr(a, 'dtype', type(a).__name__)}" for a in arrays)
+    kind = IndexError if isinstance(exc, IndexError) and not isinstance(exc, ValueError) else (
+        TypeError if isinstance(exc, TypeError) else ValueError)
+    return kind(f"{op.name}: {exc} (inputs: {described})")
+
+
+# ----------------------------------------------------------------------------------------------
+# The reverse walk
+# ----------------------------------------------------------------------------------------------
+def _topological_counts(roots):
+    """How many consumers inside the graph each node has, found with an explicit stack."""
+    deps = {}
+    stack = [r for r in roots if r is not None]
+    for r in stack:
+        deps.setdefault(r, 0)
+    while stack:
+        node = stack.pop()
+        for p in node.parents:
+            if type(p) is Node:
+                if p in deps:
+                    deps[p] += 1
+                else:
+                    deps[p] = 1
+                    stack.append(p)
+    return deps
+
+
+def _unpack(node, create_graph):
+    """The inputs and answer a node saved, checked for freeing and in-place changes."""
+    saved = node.saved
+    if saved is _FREED:
+        raise RuntimeError(
+            f"{node.name}: trying to backward through the graph a second time, but the values it "
+            f"saved were freed after the first backward(). Pass retain_graph=True to the first "
+            f"backward() (or to cr.grad/vjp) if you need to walk the graph again.")
+    versions = node.versions
+    for i, s in enumerate(saved):
+        if s is not None and isinstance(s, Tensor) and s._version[0] != versions[i]:
+            raise RuntimeError(
+                f"{node.name}: input {i} (shape {s.shape}, {s.dtype}) was modified in place "
+                f"after it was saved for the backward pass (version {versions[i]} -> "
+                f"{s._version[0]}); its gradient would be wrong. Use an out-of-place operation "
+                f"(x = x + y instead of x += y) or clone the tensor first.")
+    ans = node.ans
+    if ans is not None and node.ans_version[0] != versions[-1]:
+        raise RuntimeError(
+            f"{node.name}: its output (shape {ans.shape}) was modified in place after it was "
+            f"saved for the backward pass (version {versions[-1]} -> {node.ans_version[0]}); its "
+            f"gradient would be wrong. Use an out-of-place operation or clone the output.")
+    if create_graph:
+        if ans is not None:
+            ans = Tensor._from_node(ans, node, node.ans_version)
+        return saved, ans
+    return tuple([s.data if isinstance(s, Tensor) else s for s in saved]), ans
+
+
+def _release(node):
+    if node.saved is not _FREED and (node.ans is not None or any(
+            s is not None for s in node.saved)):
+        node.saved = _FREED
+        node.ans = None
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, to get back ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def _as_tensor_grad(g):
+    return g if isinstance(g, Tensor) else Tensor._wrap(g)
+
+
+def _run_hooks(hooks, g, create_graph):
+    for hook in list(hooks.values()):
+        result = hook(_as_tensor_grad(g))
+        if result is not None:
+            g = result if create_graph else (result.data if isinstance(result, Tensor)
+                                             else np.asarray(result))
+    return g
+
+
+def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
+    """Propagate ``seeds`` (one gradient per root tensor) back through the graph.
+
+    Without ``inputs``, every leaf that requires grad gets its total added to ``.grad``. With
+    ``inputs`` (a list of tensors), nothing is written to ``.grad`` and the gradients with respect
+    to those tensors are returned instead (None where an input is not reached).
+    """
+    with set_grad_enabled(create_graph):
+        return _walk(roots, seeds, retain_graph, create_graph, inputs)
+
+
+def _walk(roots, seeds, retain_graph, create_graph, inputs):
+    leaf_grads = {}
+    pending = {}
+    root_nodes = []
+    for root, seed in zip(roots, seeds):
+        seed = seed if create_graph else (seed.data if isinstance(seed, Tensor) else seed)
+        if root.grad_fn is None:  # a leaf that is its own root
+            _accumulate_leaf(leaf_grads, root, seed)
+            continue
+        node = root.grad_fn
+        pending[node] = pending[node] + seed if node in pending else seed
+        root_nodes.append(node)
+
+    capture = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            capture[t.grad_fn if t.grad_fn is not None else t] = i
+
+    deps = _topological_counts(dict.fromkeys(root_nodes))
+    ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
+    captured = [None] * (len(inputs) if inputs is not None else 0)
+    while ready:
+        node = ready.pop()
+        g = pending.pop(node, None)
+        parents = node.parents
+        if g is not None:
+            if node.hooks:
+                g = _run_hooks(node.hooks, g, create_graph)
+            if node in capture:
+                captured[capture[node]] = g
+            saved, ans = _unpack(node, create_graph)
+            try:
+                grads = node.op.vjp(node, g, saved, ans)
+            except Exception as exc:  # name the rule that failed, keep the original cause
+                raise type(exc)(f"{node.name}: the backward rule failed: {exc}") from exc
+            if anomaly.enabled:
+                anomaly.on_backward(node, grads)
+            shapes = node.shapes
+            for i, (p, gi) in enumerate(zip(parents, grads)):
+                if p is None or gi is None:
+                    continue
+                if shapes is not None:
+                    gi = unbroadcast(gi, shapes[i])
+                if type(p) is Node:
+                    pending[p] = pending[p] + gi if p in pending else gi
+                else:
+                    _accumulate_leaf(leaf_grads, p, gi)
+            if not retain_graph:
+                _release(node)
+        for p in parents:
+            if type(p) is Node:
+                left = deps[p] - 1
+                deps[p] = left
+                if left == 0:
+                    ready.append(p)
+
+    if inputs is not None:
+        for leaf, g in leaf_grads.items():
+            if leaf in capture:
+                if leaf._hooks:
+                    g = _run_hooks(leaf._hooks, g, create_graph)
+                captured[capture[leaf]] = _match_dtype(g, leaf)
+        return [None if g is None else _as_tensor_grad(g) for g in captured]
+
+    fresh = set()
+    for leaf, g in leaf_grads.items():
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g, create_graph)
+        g = _match_dtype(g, leaf)
+        if not create_graph and (g.base is not None or id(g) in fresh or not g.flags.writeable
+                                 or any(g is s for s in seeds)):
+            g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
+        fresh.add(id(g))
+        if leaf.grad is None:
+            leaf.grad = _as_tensor_grad(g)
+        elif create_graph or isinstance(leaf.grad.grad_fn, Node):
+            leaf.grad = leaf.grad + g
+        else:
+            leaf.grad = Tensor._wrap(leaf.grad.data + g)
+    return None
+
+
+def _accumulate_leaf(leaf_grads, leaf, g):
+    leaf_grads[leaf] = leaf_grads[leaf] + g if leaf in leaf_grads else g
+
+
+def _match_dtype(g, leaf):
+    if g.shape != leaf.data.shape:
+        g = unbroadcast(g, leaf.data.shape)
+    if g.dtype != leaf.data.dtype:
+        g = g.astype(leaf.data.dtype)
+    if type(g) is not np.ndarray and not isinstance(g, Tensor):
+        g = np.asarray(g)
+    return g

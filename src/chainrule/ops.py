@@ -1,0 +1,564 @@
+"""THE TABLE: every primitive's forward and vector-Jacobian product, side by side.
+
+A row is ``Primitive(name, forward, [rule for input 0, rule for input 1, ...], [formulas])``.
+A rule is ``rule(grad, ans, *inputs, **params)``: ``grad`` is dL/d(ans), ``ans`` the forward
+result, and it returns dL/d(input). Rules use only operators, methods shared by ``ndarray`` and
+``Tensor``, and other rows of this table, so one rule serves the ordinary backward pass (arrays)
+and ``create_graph=True`` (Tensors, recorded). Rows marked ``broadcasts=True`` return gradients
+in the broadcast shape; the machinery sums them back to each input's shape. The formula strings
+are what the explainer and the graph drawing show as "the local derivative".
+
+Below the table are the public functions (``cr.sum``, ``cr.reshape``, ...): they check and
+normalise arguments, then call a row. On plain arrays every row computes with NumPy and returns
+an array, like a NumPy function; on Tensors it returns a Tensor and records the operation.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from chainrule.autograd import Primitive, ShapeError, unbroadcast
+from chainrule.tensor import Tensor
+
+P = Primitive
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward helpers that need more than one NumPy call
+# ----------------------------------------------------------------------------------------------
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))  # exp of a non-positive number never overflows
+    s = 1 / (1 + e)
+    return np.where(x >= 0, s, e * s)
+
+
+def _erf(x):
+    if x.dtype == np.float64 or x.dtype.kind != "f":
+        return _erf64(np.asarray(x, np.float64))
+    # Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, the resolution of float32 itself.
+    a = np.abs(x)
+    t = 1 / (1 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
+                                                                          + t * 1.061405429))))
+    return np.sign(x) * (1 - poly * np.exp(-a * a))
+
+
+_erf64 = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_forward(x):
+    out = _erf(x)
+    return out.astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
+def _logsumexp(x, axis, keepdims, shape):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # all -inf (or an inf) along the axis: no shift
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _matmul(x, y):
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError(f"both operands need at least one dimension, got shapes {x.shape} and "
+                         f"{y.shape} (use * to scale)")
+    inner_y = y.shape[-2] if y.ndim > 1 else y.shape[0]
+    if x.shape[-1] != inner_y:
+        raise ShapeError(f"shapes {x.shape} and {y.shape} are not aligned "
+                         f"({x.shape[-1]} != {inner_y})")
+    return np.matmul(x, y)
+
+
+def _scatter(g, index, shape):
+    """The adjoint of ``x[index]``: ``g`` placed into zeros of ``shape``, repeats summed."""
+    out = np.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+def _zero_at(g, index):
+    out = np.array(g, copy=True)
+    out[index] = 0
+    return out
+
+
+def _setitem(x, v, index):
+    out = np.array(x, copy=True)
+    out[index] = v
+    return out
+
+
+def _restore_dims(g, shape, axis, keepdims):
+    """``g`` of a reduction, reshaped to broadcast against the input it was reduced from."""
+    if keepdims or g.ndim == len(shape):
+        return g
+    axes = range(len(shape)) if axis is None else axis
+    return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
+def _count(shape, axis):
+    return int(np.prod([shape[i] for i in (range(len(shape)) if axis is None else axis)]))
+
+
+# ----------------------------------------------------------------------------------------------
+# VJP helpers that read better as named functions than as lambdas
+# ----------------------------------------------------------------------------------------------
+def _matmul_grad_x(g, ans, x, y):
+    if y.ndim == 1:
+        return expand_dims(g, -1) * y
+    if x.ndim == 1:
+        return (y @ expand_dims(g, -1))[..., 0]
+    return g @ y.swapaxes(-1, -2)
+
+
+def _matmul_grad_y(g, ans, x, y):
+    if x.ndim == 1:
+        return expand_dims(x, -1) * expand_dims(g, -2) if y.ndim > 1 else g * x
+    if y.ndim == 1:
+        return (x.swapaxes(-1, -2) @ expand_dims(g, -1))[..., 0]
+    return x.swapaxes(-1, -2) @ g
+
+
+def _max_grad(g, ans, x, axis, keepdims, shape):
+    # Ties share the gradient equally (as torch.amax and numpy's max semantics suggest).
+    mask = equal_mask(x, _restore_dims(ans, shape, axis, keepdims), dtype=g.dtype)
+    return _restore_dims(g, shape, axis, keepdims) * mask / mask.sum(axis=axis, keepdims=True)
+
+
+def _concat_grads(g, ans, n, axis, sizes):
+    bounds = np.cumsum((0,) + tuple(sizes))
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def _stack_grads(g, ans, n, axis):
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (i,)] for i in range(n))
+
+
+# ----------------------------------------------------------------------------------------------
+# Non-differentiable rows (comparisons, masks, argmax)
+# ----------------------------------------------------------------------------------------------
+def _no_grad(name, fn):
+    return P(name, fn, differentiable=False)
+
+
+equal = _no_grad("equal", np.equal)
+not_equal = _no_grad("not_equal", np.not_equal)
+less = _no_grad("less", np.less)
+less_equal = _no_grad("less_equal", np.less_equal)
+greater = _no_grad("greater", np.greater)
+greater_equal = _no_grad("greater_equal", np.greater_equal)
+logical_and = _no_grad("logical_and", np.logical_and)
+logical_or = _no_grad("logical_or", np.logical_or)
+logical_not = _no_grad("logical_not", np.logical_not)
+sign = _no_grad("sign", np.sign)
+isnan = _no_grad("isnan", np.isnan)
+isfinite = _no_grad("isfinite", np.isfinite)
+_argmax = _no_grad("argmax", lambda x, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims))
+_argmin = _no_grad("argmin", lambda x, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims))
+equal_mask = _no_grad("equal_mask", lambda x, y, dtype: (x == y).astype(dtype))
+share_mask = _no_grad(  # 1 where x wins, 1/2 at a tie, 0 where it loses (maximum/minimum)
+    "share_mask", lambda x, y, dtype, wins: (wins(x, y) + 0.5 * (x == y)).astype(dtype))
+# 1 where lo <= x <= hi: clip passes the gradient at the bounds themselves, as PyTorch does.
+inside_mask = _no_grad(
+    "inside_mask", lambda x, lo, hi, dtype: (
+        (True if lo is None else x >= lo) & (True if hi is None else x <= hi)).astype(dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# THE TABLE
+# ----------------------------------------------------------------------------------------------
+# --- arithmetic (broadcasting) ------------------------------------------------------------------
+add = P("add", np.add,
+        [lambda g, ans, x, y: g,                                    # d(x + y)/dx = 1
+         lambda g, ans, x, y: g],
+        ["grad", "grad"], broadcasts=True)
+subtract = P("subtract", np.subtract,
+             [lambda g, ans, x, y: g,
+              lambda g, ans, x, y: -g],
+             ["grad", "-grad"], broadcasts=True)
+multiply = P("multiply", np.multiply,
+             [lambda g, ans, x, y: g * y,                           # d(x y)/dx = y
+              lambda g, ans, x, y: g * x],
+             ["grad * y", "grad * x"], broadcasts=True)
+divide = P("divide", np.true_divide,
+           [lambda g, ans, x, y: g / y,
+            lambda g, ans, x, y: -g * ans / y],                    # d(x/y)/dy = -x/y^2
+           ["grad / y", "-grad * x / y^2"], broadcasts=True)
+power = P("power", np.power,
+          [lambda g, ans, x, y: g * y * x ** (y - 1),
+           lambda g, ans, x, y: g * ans * log(x)],
+          ["grad * y * x^(y-1)", "grad * x^y * ln(x)"], broadcasts=True)
+negative = P("negative", np.negative, [lambda g, ans, x: -g], ["-grad"])
+maximum = P("maximum", np.maximum,
+            [lambda g, ans, x, y: g * share_mask(x, y, dtype=g.dtype, wins=np.greater),
+             lambda g, ans, x, y: g * share_mask(y, x, dtype=g.dtype, wins=np.greater)],
+            ["grad * [x > y] (1/2 at ties)", "grad * [y > x] (1/2 at ties)"], broadcasts=True)
+minimum = P("minimum", np.minimum,
+            [lambda g, ans, x, y: g * share_mask(x, y, dtype=g.dtype, wins=np.less),
+             lambda g, ans, x, y: g * share_mask(y, x, dtype=g.dtype, wins=np.less)],
+            ["grad * [x < y] (1/2 at ties)", "grad * [y < x] (1/2 at ties)"], broadcasts=True)
+where = P("where", np.where,
+          [None,
+           lambda g, ans, cond, x, y: where(cond, g, 0),
+           lambda g, ans, cond, x, y: where(cond, 0, g)],
+          ["none", "grad * [cond]", "grad * [not cond]"], broadcasts=True)
+matmul = P("matmul", _matmul, [_matmul_grad_x, _matmul_grad_y],
+           ["grad @ y^T", "x^T @ grad"], broadcasts=True)
+
+# --- elementwise functions ----------------------------------------------------------------------
+exp = P("exp", np.exp, [lambda g, ans, x: g * ans], ["grad * exp(x)"])
+log = P("log", np.log, [lambda g, ans, x: g / x], ["grad / x"])
+sqrt = P("sqrt", np.sqrt, [lambda g, ans, x: g / (2 * ans)], ["grad / (2 sqrt(x))"])
+abs = P("abs", np.abs, [lambda g, ans, x: g * sign(x)], ["grad * sign(x)  (0 at x = 0)"])
+sin = P("sin", np.sin, [lambda g, ans, x: g * cos(x)], ["grad * cos(x)"])
+cos = P("cos", np.cos, [lambda g, ans, x: -g * sin(x)], ["-grad * sin(x)"])
+tanh = P("tanh", np.tanh, [lambda g, ans, x: g * (1 - ans * ans)], ["grad * (1 - tanh(x)^2)"])
+sigmoid = P("sigmoid", _sigmoid, [lambda g, ans, x: g * ans * (1 - ans)],
+            ["grad * s(x) (1 - s(x))"])
+# relu passes no gradient at exactly 0 (as PyTorch); a maximum(x, 0) rule would pass half.
+relu = P("relu", lambda x: np.maximum(x, 0), [lambda g, ans, x: g * (ans > 0)],
+         ["grad * [x > 0]"])
+_leaky_relu = P("leaky_relu", lambda x, slope: np.where(x > 0, x, x * slope),
+               [lambda g, ans, x, slope: where(x > 0, g, g * slope)],
+               ["grad * (1 if x > 0 else slope)"])
+erf = P("erf", _erf_forward, [lambda g, ans, x: g * (2 / math.sqrt(math.pi)) * exp(-x * x)],
+        ["grad * 2/sqrt(pi) exp(-x^2)"])
+gelu = P("gelu", lambda x: 0.5 * x * (1 + _erf_forward(x * (1 / math.sqrt(2)))),
+         [lambda g, ans, x: g * (0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+                                 + x * exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi)))],
+         ["grad * (Phi(x) + x phi(x))"])
+softplus = P("softplus", lambda x: np.logaddexp(0, x), [lambda g, ans, x: g * sigmoid(x)],
+             ["grad * sigmoid(x)"])
+_clip = P("clip", lambda x, lo, hi: np.clip(x, lo, hi),
+         [lambda g, ans, x, lo, hi: g * inside_mask(x, lo=lo, hi=hi, dtype=g.dtype)],
+         ["grad * [lo <= x <= hi]"])
+astype_ = P("astype", lambda x, dtype, in_dtype: x.astype(dtype),
+            [lambda g, ans, x, dtype, in_dtype: g.astype(in_dtype)], ["grad (cast back)"])
+copy = P("copy", lambda x: np.array(x, copy=True), [lambda g, ans, x: g], ["grad"])
+
+# --- reductions ---------------------------------------------------------------------------------
+_sum = P("sum", lambda x, axis, keepdims, shape: np.sum(x, axis=axis, keepdims=keepdims),
+         [lambda g, ans, x, axis, keepdims, shape:
+          broadcast_to(_restore_dims(g, shape, axis, keepdims), shape)],
+         ["grad broadcast back to x's shape"])
+_mean = P("mean", lambda x, axis, keepdims, shape: np.mean(x, axis=axis, keepdims=keepdims),
+          [lambda g, ans, x, axis, keepdims, shape:
+           broadcast_to(_restore_dims(g, shape, axis, keepdims) / _count(shape, axis), shape)],
+          ["grad / n, broadcast back"])
+_max = P("max", lambda x, axis, keepdims, shape: np.max(x, axis=axis, keepdims=keepdims),
+         [_max_grad], ["grad at the maximum (shared among ties)"])
+_min = P("min", lambda x, axis, keepdims, shape: np.min(x, axis=axis, keepdims=keepdims),
+         [_max_grad], ["grad at the minimum (shared among ties)"])
+_var = P("var", lambda x, axis, keepdims, shape, ddof: np.var(x, axis=axis, keepdims=keepdims,
+                                                              ddof=ddof),
+         [lambda g, ans, x, axis, keepdims, shape, ddof:
+          _restore_dims(g, shape, axis, keepdims) * (2 / (_count(shape, axis) - ddof))
+          * (x - x.mean(axis=axis, keepdims=True))],
+         ["grad * 2 (x - mean) / (n - ddof)"])
+_logsumexp = P("logsumexp", _logsumexp,
+               [lambda g, ans, x, axis, keepdims, shape:
+                _restore_dims(g, shape, axis, keepdims)
+                * exp(x - _restore_dims(ans, shape, axis, keepdims))],
+               ["grad * softmax(x)"])
+_softmax = P("softmax", _softmax,
+             [lambda g, ans, x, axis: ans * (g - (g * ans).sum(axis=axis, keepdims=True))],
+             ["s * (grad - sum(grad * s))"])  # d softmax: g*s - s*sum(g*s)
+_log_softmax = P("log_softmax", _log_softmax,
+                 [lambda g, ans, x, axis: g - exp(ans) * g.sum(axis=axis, keepdims=True)],
+                 ["grad - softmax(x) * sum(grad)"])
+
+# --- shape (views: they share memory, and so the version counter, with their input) -------------
+_reshape = P("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
+             [lambda g, ans, x, shape, in_shape: g.reshape(in_shape)],
+             ["grad reshaped back"], view=True)
+_transpose = P("transpose", lambda x, axes, inverse: np.transpose(x, axes),
+               [lambda g, ans, x, axes, inverse: g.transpose(inverse)],
+               ["grad transposed back"], view=True)
+_broadcast_to = P("broadcast_to", lambda x, shape, in_shape: np.broadcast_to(x, shape),
+                  [lambda g, ans, x, shape, in_shape: unbroadcast(g, in_shape)],
+                  ["grad summed over the broadcast axes"], view=True)
+_getitem = P("getitem", lambda x, index, shape: x[index],
+             [lambda g, ans, x, index, shape: scatter(g, index=index, shape=shape)],
+             ["grad placed at the indexed positions"], view=True)
+_take = P("take", lambda x, index, shape: x[index],  # advanced indexing copies: not a view
+          [lambda g, ans, x, index, shape: scatter(g, index=index, shape=shape)],
+          ["grad summed into the indexed positions"])
+scatter = P("scatter", _scatter, [lambda g, ans, src, index, shape: g[index]],
+            ["grad[index]"])
+setitem = P("setitem", _setitem,
+            [lambda g, ans, x, v, index: zero_at(g, index=index),
+             lambda g, ans, x, v, index: g[index]],
+            ["grad with zeros at index", "grad[index]"], broadcasts=True)
+zero_at = P("zero_at", _zero_at, [lambda g, ans, src, index: zero_at(g, index=index)],
+            ["grad with zeros at index"])
+_concatenate = P("concatenate", lambda *xs, axis, sizes: np.concatenate(xs, axis=axis),
+                 vjp_all=_concat_grads, formulas=["grad split back into the pieces"])
+_stack = P("stack", lambda *xs, axis: np.stack(xs, axis=axis),
+           vjp_all=_stack_grads, formulas=["grad unstacked"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Public functions: argument checks, then one row of the table
+# ----------------------------------------------------------------------------------------------
+def _ndim(x):
+    return x.ndim if isinstance(x, (Tensor, np.ndarray)) else np.ndim(x)
+
+
+def _axes(axis, ndim, where):
+    """``axis`` (None, int or tuple) as None or a sorted tuple of non-negative ints."""
+    if axis is None:
+        return None
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"{where}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{where}: axis {a} is out of range for a tensor with {ndim} "
+                             f"dimension{'s' if ndim != 1 else ''}")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _one_axis(axis, ndim, where):
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    return _axes(axis, ndim, where)[0]
+
+
+def _reduce(row, name):
+    def reduce(x, axis=None, keepdims=False):
+        shape = np.shape(x)
+        return row(x, axis=_axes(axis, len(shape), name), keepdims=bool(keepdims), shape=shape)
+
+    reduce.__name__ = reduce.__qualname__ = name
+    reduce.__doc__ = (f"``{name}`` over ``axis`` (None: all; int or tuple), keeping reduced axes "
+                      f"as size 1 when ``keepdims``.")
+    return reduce
+
+
+sum = _reduce(_sum, "sum")
+mean = _reduce(_mean, "mean")
+max = _reduce(_max, "max")
+min = _reduce(_min, "min")
+logsumexp = _reduce(_logsumexp, "logsumexp")
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    """Variance over ``axis`` with ``ddof`` delta degrees of freedom (NumPy's default 0)."""
+    shape = np.shape(x)
+    axis = _axes(axis, len(shape), "var")
+    if _count(shape, axis) - ddof <= 0:
+        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for shape {shape}")
+    return _var(x, axis=axis, keepdims=bool(keepdims), shape=shape, ddof=ddof)
+
+
+def std(x, axis=None, keepdims=False, ddof=0):
+    """Standard deviation: ``sqrt(var(x))``."""
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def argmax(x, axis=None, keepdims=False):
+    """Index of the maximum (no gradient)."""
+    return _argmax(x, axis=None if axis is None else _one_axis(axis, _ndim(x), "argmax"),
+                   keepdims=keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    """Index of the minimum (no gradient)."""
+    return _argmin(x, axis=None if axis is None else _one_axis(axis, _ndim(x), "argmin"),
+                   keepdims=keepdims)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed without overflow."""
+    return _softmax(x, axis=_one_axis(axis, _ndim(x), "softmax"))
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along ``axis``, computed stably."""
+    return _log_softmax(x, axis=_one_axis(axis, _ndim(x), "log_softmax"))
+
+
+def reshape(x, shape):
+    """``x`` with a new shape of the same size (one entry may be -1)."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    in_shape = np.shape(x)
+    size = int(np.prod(in_shape))
+    known = int(np.prod([n for n in shape if n != -1]))
+    if shape.count(-1) > 1 or (-1 not in shape and known != size) or (
+            -1 in shape and (known == 0 or size % known)):
+        raise ShapeError(f"reshape: cannot reshape a tensor of shape {in_shape} (size {size}) "
+                         f"into shape {shape}")
+    return _reshape(x, shape=shape, in_shape=in_shape)
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them when ``axes`` is None)."""
+    ndim = _ndim(x)
+    if axes is not None:
+        axes = tuple(int(a) % builtins.max(ndim, 1) for a in axes)
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {ndim} axes "
+                             f"of shape {np.shape(x)}")
+        inverse = tuple(np.argsort(axes).tolist())
+    else:
+        inverse = None
+    return _transpose(x, axes=axes, inverse=inverse)
+
+
+def swapaxes(x, axis1, axis2):
+    """Exchange two axes."""
+    ndim = _ndim(x)
+    order = list(range(ndim))
+    a, b = _one_axis(axis1, ndim, "swapaxes"), _one_axis(axis2, ndim, "swapaxes")
+    order[a], order[b] = order[b], order[a]
+    return transpose(x, tuple(order))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim``..``end_dim`` into one (all of them by default)."""
+    shape = np.shape(x)
+    if not shape:
+        return reshape(x, (1,))
+    s, e = _one_axis(start_dim, len(shape), "flatten"), _one_axis(end_dim, len(shape), "flatten")
+    return reshape(x, shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:])
+
+
+def squeeze(x, axis=None):
+    """Remove axes of size 1 (all of them, or those in ``axis``)."""
+    shape = np.shape(x)
+    axes = _axes(axis, len(shape), "squeeze")
+    if axes is None:
+        axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    for a in axes:
+        if shape[a] != 1:
+            raise ValueError(f"squeeze: axis {a} of shape {shape} has size {shape[a]}, not 1")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def expand_dims(x, axis):
+    """Insert an axis of size 1 at ``axis``."""
+    shape = np.shape(x)
+    a = _one_axis(axis, len(shape) + 1, "expand_dims")
+    return reshape(x, shape[:a] + (1,) + shape[a:])
+
+
+unsqueeze = expand_dims
+
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape`` (gradients are summed back)."""
+    shape = tuple(shape)
+    in_shape = np.shape(x)
+    try:
+        np.broadcast_shapes(in_shape, shape)
+    except ValueError:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {in_shape} to {shape}") from None
+    if np.broadcast_shapes(in_shape, shape) != shape:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {in_shape} to {shape}")
+    return _broadcast_to(x, shape=shape, in_shape=in_shape)
+
+
+def astype(x, dtype):
+    """``x`` cast to ``dtype`` (the gradient is cast back)."""
+    return astype_(x, dtype=np.dtype(dtype), in_dtype=np.dtype(x.dtype))
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x."""
+    return _leaky_relu(x, slope=float(negative_slope))
+
+
+def clip(x, min=None, max=None):
+    """Limit values to [min, max]; the gradient passes where min <= x <= max."""
+    if min is None and max is None:
+        raise ValueError("clip: give at least one of min and max")
+    return _clip(x, lo=min, hi=max)
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    ndim = _ndim(tensors[0])
+    a = _one_axis(axis, ndim, "concatenate")
+    shapes = [np.shape(t) for t in tensors]
+    for s in shapes:
+        if len(s) != ndim or s[:a] + s[a + 1:] != shapes[0][:a] + shapes[0][a + 1:]:
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {a}")
+    return _concatenate(*tensors, axis=a, sizes=tuple(s[a] for s in shapes))
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    shapes = [np.shape(t) for t in tensors]
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError(f"stack: all tensors need the same shape, got {shapes}")
+    return _stack(*tensors, axis=_one_axis(axis, len(shapes[0]) + 1, "stack"))
+
+
+def split(x, indices_or_sections, axis=0):
+    """Split into pieces along ``axis``: a number of equal sections or a list of split points."""
+    shape = np.shape(x)
+    a = _one_axis(axis, len(shape), "split")
+    n = shape[a]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k:
+            raise ValueError(f"split: axis {a} of size {n} does not split into {k} equal sections")
+        points = list(range(0, n, n // k))[1:]
+    else:
+        points = [int(p) for p in indices_or_sections]
+    bounds = [0] + points + [n]
+    lead = (slice(None),) * a
+    return [getitem(x, lead + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _is_basic(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return builtins.all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis)))
+                        and not isinstance(i, bool) for i in items)
+
+
+def index_key(index):
+    """An index with Tensors and lists turned into arrays (NumPy's indexing rules apply)."""
+    if isinstance(index, tuple):
+        return tuple(index_key(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def getitem(x, index):
+    """``x[index]``: basic slicing gives a view; integer or boolean arrays gather (repeated
+    indices accumulate their gradients)."""
+    index = index_key(index)
+    row = _getitem if _is_basic(index) else _take
+    return row(x, index=index, shape=np.shape(x))

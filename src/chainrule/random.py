@@ -1,0 +1,32 @@
+"""The library's one source of randomness, so `cr.manual_seed(n)` makes every run repeatable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_state = {"rng": np.random.default_rng()}
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed everything random in chainrule (initialisation, dropout, shuffling)."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"manual_seed: seed must be a non-negative integer, got {seed!r}")
+    _state["rng"] = np.random.default_rng(int(seed))
+    return _state["rng"]
+
+
+def generator() -> np.random.Generator:
+    """The generator every random operation in chainrule draws from."""
+    return _state["rng"]
+
+
+def get_rng_state() -> dict:
+    """The generator's state, a plain dict (for checkpoints)."""
+    return _state["rng"].bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore a state returned by `get_rng_state`."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    _state["rng"] = rng
