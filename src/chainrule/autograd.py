@@ -164,7 +164,7 @@ class Primitive:
                     reads_ans, reads = self._rule_reads[i]
                     keep_ans |= reads_ans
                     keep |= reads
-            plan = (keep_ans, tuple(i in keep for i in range(len(needs))))
+            plan = (keep_ans, tuple(i in keep for i in range(len(needs))) if keep else None)
             self._plans[needs] = plan
         return plan
 
@@ -247,41 +247,40 @@ def apply(op: Primitive, args: tuple, params: dict):
         raise _op_error(op, arrays, exc) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    node = None
+    result = Tensor.__new__(Tensor)
+    result.data = out
+    result.grad = None
+    result.grad_fn = None
+    result._requires_grad = False
+    result._hooks = None
+    result.name = None
+    # A view shares its input's version counter, so writing through either is seen by both.
+    result._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
     if _mode.enabled and op.differentiable:
         needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
         if True in needs:
-            node = _record(op, args, arrays, params, out, needs)
-    result = _wrap_output(op, args, out, node)
-    if node is not None and node.ans is not None:
-        node.ans_version = result._version
-        node.versions += (result._version[0],)
+            result.grad_fn = _record(op, args, arrays, params, out, needs, result._version)
+            result._requires_grad = True
     if anomaly.enabled:
-        anomaly.on_forward(op, node, out, args)
+        anomaly.on_forward(op, result.grad_fn, out, args)
     return result
 
 
-def _record(op, args, arrays, params, out, needs):
-    keep_ans, keep = op.save_plan(needs)
-    saved = tuple([a if k else None for a, k in zip(args, keep)])
-    versions = tuple([a._version[0] if k and isinstance(a, Tensor) else 0
-                      for a, k in zip(args, keep)])
+def _record(op, args, arrays, params, out, needs, out_version):
+    keep_ans, keep = op._plans.get(needs) or op.save_plan(needs)
+    if keep:
+        saved = tuple([a if k else None for a, k in zip(args, keep)])
+        versions = tuple([a._version[0] if k and isinstance(a, Tensor) else 0
+                          for a, k in zip(args, keep)])
+    else:
+        saved = versions = None
     parents = tuple([(a.grad_fn or a) if n else None for a, n in zip(args, needs)])
-    shapes = tuple([np.shape(x) for x in arrays]) if op.broadcasts else None
-    return Node(op, parents, saved, versions, out if keep_ans else None, None, params, shapes)
-
-
-def _wrap_output(op, args, out, node):
-    t = Tensor.__new__(Tensor)
-    t.data = out
-    t.grad = None
-    t.grad_fn = node
-    t._requires_grad = node is not None
-    t._hooks = None
-    t.name = None
-    # A view shares its input's version counter, so writing through either is seen by both.
-    t._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
-    return t
+    shapes = tuple([x.shape if type(x) is np.ndarray else np.shape(x) for x in arrays]
+                   ) if op.broadcasts else None
+    if keep_ans:
+        return Node(op, parents, saved, versions, out, (out_version, out_version[0]), params,
+                    shapes)
+    return Node(op, parents, saved, versions, None, None, params, shapes)
 
 
 def _constant(value):
@@ -331,6 +330,18 @@ def _unpack(node, create_graph):
             f"{node.name}: trying to backward through the graph a second time, but the values it "
             f"saved were freed after the first backward(). Pass retain_graph=True to the first "
             f"backward() (or to cr.grad/vjp) if you need to walk the graph again.")
+    ans = node.ans
+    if ans is not None:
+        cell, version = node.ans_version
+        if cell[0] != version:
+            raise RuntimeError(
+                f"{node.name}: its output (shape {ans.shape}) was modified in place after it was "
+                f"saved for the backward pass (version {version} -> {cell[0]}); its gradient "
+                f"would be wrong. Use an out-of-place operation or clone the output.")
+        if create_graph:
+            ans = Tensor._from_node(ans, node, cell)
+    if saved is None:
+        return _NONES[len(node.parents)], ans
     versions = node.versions
     for i, s in enumerate(saved):
         if s is not None and isinstance(s, Tensor) and s._version[0] != versions[i]:
@@ -339,21 +350,17 @@ def _unpack(node, create_graph):
                 f"after it was saved for the backward pass (version {versions[i]} -> "
                 f"{s._version[0]}); its gradient would be wrong. Use an out-of-place operation "
                 f"(x = x + y instead of x += y) or clone the tensor first.")
-    ans = node.ans
-    if ans is not None and node.ans_version[0] != versions[-1]:
-        raise RuntimeError(
-            f"{node.name}: its output (shape {ans.shape}) was modified in place after it was "
-            f"saved for the backward pass (version {versions[-1]} -> {node.ans_version[0]}); its "
-            f"gradient would be wrong. Use an out-of-place operation or clone the output.")
     if create_graph:
-        if ans is not None:
-            ans = Tensor._from_node(ans, node, node.ans_version)
         return saved, ans
     return tuple([s.data if isinstance(s, Tensor) else s for s in saved]), ans
 
 
+_NONES = [(None,) * n for n in range(64)]
+
+
 def _release(node):
-    if node.saved is not _FREED and (node.ans is not None or any(
+    """Drop what the node saved (its VJP has run): memory goes back as soon as possible."""
+    if node.ans is not None or (node.saved is not None and any(
             s is not None for s in node.saved)):
         node.saved = _FREED
         node.ans = None
@@ -412,10 +419,10 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
     if inputs is not None:
         for i, t in enumerate(inputs):
             capture[t.grad_fn if t.grad_fn is not None else t] = i
+    captured = [None] * (len(inputs) if inputs is not None else 0)
 
     deps = _topological_counts(dict.fromkeys(root_nodes))
     ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
-    captured = [None] * (len(inputs) if inputs is not None else 0)
     while ready:
         node = ready.pop()
         g = pending.pop(node, None)
@@ -423,33 +430,48 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
         if g is not None:
             if node.hooks:
                 g = _run_hooks(node.hooks, g, create_graph)
-            if node in capture:
+            if capture and node in capture:
                 captured[capture[node]] = g
-            saved, ans = _unpack(node, create_graph)
+            inputs_, ans = _unpack(node, create_graph)
+            op = node.op
             try:
-                grads = node.op.vjp(node, g, saved, ans)
+                if type(op) is Primitive and op.vjp_all is None:
+                    params = node.params
+                    grads = [rule(g, ans, *inputs_, **params) if p is not None and rule else None
+                             for rule, p in zip(op.vjps, parents)]
+                else:
+                    grads = op.vjp(node, g, inputs_, ans)
             except Exception as exc:  # name the rule that failed, keep the original cause
                 raise type(exc)(f"{node.name}: the backward rule failed: {exc}") from exc
             if anomaly.enabled:
                 anomaly.on_backward(node, grads)
             shapes = node.shapes
-            for i, (p, gi) in enumerate(zip(parents, grads)):
-                if p is None or gi is None:
+            for i, p in enumerate(parents):
+                if p is None:
                     continue
-                if shapes is not None:
-                    gi = unbroadcast(gi, shapes[i])
+                gi = grads[i]
                 if type(p) is Node:
-                    pending[p] = pending[p] + gi if p in pending else gi
-                else:
-                    _accumulate_leaf(leaf_grads, p, gi)
-            if not retain_graph:
+                    if gi is not None:
+                        if shapes is not None and gi.shape != shapes[i]:
+                            gi = unbroadcast(gi, shapes[i])
+                        pending[p] = pending[p] + gi if p in pending else gi
+                    left = deps[p] - 1
+                    deps[p] = left
+                    if left == 0:
+                        ready.append(p)
+                elif gi is not None:
+                    if shapes is not None and gi.shape != shapes[i]:
+                        gi = unbroadcast(gi, shapes[i])
+                    leaf_grads[p] = leaf_grads[p] + gi if p in leaf_grads else gi
+            if not retain_graph and (node.ans is not None or node.saved is not None):
                 _release(node)
-        for p in parents:
-            if type(p) is Node:
-                left = deps[p] - 1
-                deps[p] = left
-                if left == 0:
-                    ready.append(p)
+        else:
+            for p in parents:
+                if type(p) is Node:
+                    left = deps[p] - 1
+                    deps[p] = left
+                    if left == 0:
+                        ready.append(p)
 
     if inputs is not None:
         for leaf, g in leaf_grads.items():

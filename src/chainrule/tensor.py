@@ -277,8 +277,7 @@ class Tensor:
         self._requires_grad = True
         node = self.grad_fn
         if node.ans is not None:  # its saved answer is now our array, under our counter
-            node.ans, node.ans_version = self.data, self._version
-            node.versions = node.versions[:-1] + (self._version[0],)
+            node.ans, node.ans_version = self.data, (self._version, self._version[0])
         return self
 
     def __iadd__(self, other):
@@ -301,43 +300,43 @@ class Tensor:
 
     # --- operators (each is one primitive in ops.py) -------------------------------------------
     def __add__(self, other):
-        return _ops.add(self, other)
+        return _apply(_ops.add, (self, other), _NO_PARAMS)
 
     def __radd__(self, other):
-        return _ops.add(other, self)
+        return _apply(_ops.add, (other, self), _NO_PARAMS)
 
     def __sub__(self, other):
-        return _ops.subtract(self, other)
+        return _apply(_ops.subtract, (self, other), _NO_PARAMS)
 
     def __rsub__(self, other):
-        return _ops.subtract(other, self)
+        return _apply(_ops.subtract, (other, self), _NO_PARAMS)
 
     def __mul__(self, other):
-        return _ops.multiply(self, other)
+        return _apply(_ops.multiply, (self, other), _NO_PARAMS)
 
     def __rmul__(self, other):
-        return _ops.multiply(other, self)
+        return _apply(_ops.multiply, (other, self), _NO_PARAMS)
 
     def __truediv__(self, other):
-        return _ops.divide(self, other)
+        return _apply(_ops.divide, (self, other), _NO_PARAMS)
 
     def __rtruediv__(self, other):
-        return _ops.divide(other, self)
+        return _apply(_ops.divide, (other, self), _NO_PARAMS)
 
     def __pow__(self, other):
-        return _ops.power(self, other)
+        return _apply(_ops.power, (self, other), _NO_PARAMS)
 
     def __rpow__(self, other):
-        return _ops.power(other, self)
+        return _apply(_ops.power, (other, self), _NO_PARAMS)
 
     def __matmul__(self, other):
-        return _ops.matmul(self, other)
+        return _apply(_ops.matmul, (self, other), _NO_PARAMS)
 
     def __rmatmul__(self, other):
-        return _ops.matmul(other, self)
+        return _apply(_ops.matmul, (other, self), _NO_PARAMS)
 
     def __neg__(self):
-        return _ops.negative(self)
+        return _apply(_ops.negative, (self,), _NO_PARAMS)
 
     def __pos__(self):
         return self
@@ -346,22 +345,22 @@ class Tensor:
         return _ops.abs(self)
 
     def __eq__(self, other):
-        return _ops.equal(self, other)
+        return _apply(_ops.equal, (self, other), _NO_PARAMS)
 
     def __ne__(self, other):
-        return _ops.not_equal(self, other)
+        return _apply(_ops.not_equal, (self, other), _NO_PARAMS)
 
     def __lt__(self, other):
-        return _ops.less(self, other)
+        return _apply(_ops.less, (self, other), _NO_PARAMS)
 
     def __le__(self, other):
-        return _ops.less_equal(self, other)
+        return _apply(_ops.less_equal, (self, other), _NO_PARAMS)
 
     def __gt__(self, other):
-        return _ops.greater(self, other)
+        return _apply(_ops.greater, (self, other), _NO_PARAMS)
 
     def __ge__(self, other):
-        return _ops.greater_equal(self, other)
+        return _apply(_ops.greater_equal, (self, other), _NO_PARAMS)
 
     def __and__(self, other):
         return _ops.logical_and(self, other)
@@ -435,7 +434,7 @@ class Tensor:
     copy = clone
 
     def exp(self):
-        return _ops.exp(self)
+        return _apply(_ops.exp, (self,), _NO_PARAMS)
 
     def log(self):
         return _ops.log(self)
@@ -453,7 +452,7 @@ class Tensor:
         return _ops.cos(self)
 
     def tanh(self):
-        return _ops.tanh(self)
+        return _apply(_ops.tanh, (self,), _NO_PARAMS)
 
     def sigmoid(self):
         return _ops.sigmoid(self)
@@ -519,5 +518,7 @@ def is_scalar(x) -> bool:
     return isinstance(x, numbers.Number) and not isinstance(x, bool)
 
 
+_NO_PARAMS = {}  # shared by every operator call: rules never modify their params
+_apply = autograd.apply
 autograd.Tensor = Tensor
 from chainrule import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
