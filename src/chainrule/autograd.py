@@ -238,7 +238,19 @@ class Node:
 
 def apply(op: Primitive, args: tuple, params: dict):
     """Run ``op`` forward on the arrays inside ``args`` and record a node when a gradient is due."""
-    arrays = [a.data if isinstance(a, Tensor) else _constant(a) for a in args]
+    # Unary and binary operations are nearly all of them: spelling them out (no comprehension
+    # frames) is what keeps the per-operation overhead below PyTorch's on small tensors.
+    if len(args) == 2:
+        x, y = args
+        tx, ty = isinstance(x, Tensor), isinstance(y, Tensor)
+        arrays = (x.data if tx else _constant(x), y.data if ty else _constant(y))
+        needs = (tx and x._requires_grad, ty and y._requires_grad)
+    elif len(args) == 1 and isinstance(args[0], Tensor):
+        arrays = (args[0].data,)
+        needs = (args[0]._requires_grad,)
+    else:
+        arrays = [a.data if isinstance(a, Tensor) else _constant(a) for a in args]
+        needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
     try:
         out = op.forward(*arrays, **params)
     except ShapeError as exc:
@@ -256,27 +268,41 @@ def apply(op: Primitive, args: tuple, params: dict):
     result.name = None
     # A view shares its input's version counter, so writing through either is seen by both.
     result._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
-    if _mode.enabled and op.differentiable:
-        needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
-        if True in needs:
-            result.grad_fn = _record(op, args, arrays, params, out, needs, result._version)
-            result._requires_grad = True
+    if True in needs and _mode.enabled and op.differentiable:
+        result.grad_fn = _record(op, args, arrays, params, out, needs, result._version)
+        result._requires_grad = True
     if anomaly.enabled:
         anomaly.on_forward(op, result.grad_fn, out, args)
     return result
 
 
+def _version_of(value):
+    return value._version[0] if isinstance(value, Tensor) else 0
+
+
 def _record(op, args, arrays, params, out, needs, out_version):
     keep_ans, keep = op._plans.get(needs) or op.save_plan(needs)
-    if keep:
-        saved = tuple([a if k else None for a, k in zip(args, keep)])
-        versions = tuple([a._version[0] if k and isinstance(a, Tensor) else 0
-                          for a, k in zip(args, keep)])
+    if len(args) == 2:
+        x, y = args
+        nx, ny = needs
+        parents = ((x.grad_fn or x) if nx else None, (y.grad_fn or y) if ny else None)
+        if keep:
+            kx, ky = keep
+            saved = (x if kx else None, y if ky else None)
+            versions = (_version_of(x) if kx else 0, _version_of(y) if ky else 0)
+        else:
+            saved = versions = None
+        shapes = (arrays[0].shape if nx else None, arrays[1].shape if ny else None
+                  ) if op.broadcasts else None
     else:
-        saved = versions = None
-    parents = tuple([(a.grad_fn or a) if n else None for a, n in zip(args, needs)])
-    shapes = tuple([x.shape if type(x) is np.ndarray else np.shape(x) for x in arrays]
-                   ) if op.broadcasts else None
+        parents = tuple([(a.grad_fn or a) if n else None for a, n in zip(args, needs)])
+        if keep:
+            saved = tuple([a if k else None for a, k in zip(args, keep)])
+            versions = tuple([_version_of(a) if k else 0 for a, k in zip(args, keep)])
+        else:
+            saved = versions = None
+        shapes = tuple([x.shape if n else None for x, n in zip(arrays, needs)]
+                       ) if op.broadcasts else None
     if keep_ans:
         return Node(op, parents, saved, versions, out, (out_version, out_version[0]), params,
                     shapes)

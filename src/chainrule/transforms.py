@@ -122,8 +122,9 @@ def vjp(f, *primals):
     def vjp_fn(v):
         if not out.requires_grad:
             return tuple(_zeros_for(t) for t in watched)
-        grads = gradients(out, watched, grad_outputs=v if v is not None else None,
-                          retain_graph=True, create_graph=nested)
+        v = v if isinstance(v, Tensor) or v is None else as_array(v, out.dtype)
+        grads = gradients(out, watched, grad_outputs=[v], retain_graph=True,
+                          create_graph=nested)
         return tuple(_zeros_for(t) if g is None else g for g, t in zip(grads, watched))
 
     return (out if nested else out.detach()), vjp_fn
