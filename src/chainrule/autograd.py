@@ -226,8 +226,9 @@ class Node:
         """The arrays this node keeps for its backward pass (for memory accounting)."""
         if self.saved is _FREED:
             return []
-        out = [s.data for s in self.saved if isinstance(s, Tensor)]
-        out += [s for s in self.saved if isinstance(s, np.ndarray)]
+        saved = self.saved or ()  # None: the node saved no input
+        out = [s.data for s in saved if isinstance(s, Tensor)]
+        out += [s for s in saved if isinstance(s, np.ndarray)]
         if self.ans is not None:
             out.append(self.ans)
         return out

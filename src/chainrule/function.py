@@ -112,4 +112,6 @@ class Function:
             node = Node(cls._row, parents, (None,) * len(args), (), None, None, params, None)
             result.grad_fn = node
             result._requires_grad = True
+        if autograd.anomaly.enabled:  # cr.detect_anomaly checks custom operations too
+            autograd.anomaly.on_forward(cls._row, result.grad_fn, data, args)
         return result

@@ -1,0 +1,171 @@
+"""One SGD training step of the MLP 784-256-128-10 at batch 128, float32.
+
+chainrule (nn.Sequential, F.cross_entropy, optim.SGD) vs PyTorch CPU vs a hand-written NumPy
+forward/backward, interleaved round by round in one process. Prints the median step time of each
+and the ratios. Target: chainrule within 1.10x of hand-written NumPy.
+
+    python benchmarks/bench_mlp_step.py [--rounds 50] [--batch 128] [--threads N]
+
+``--threads`` limits BLAS and PyTorch threads (default: leave as configured) so that the three
+run on the same number of cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+SIZES = (784, 256, 128, 10)
+LR = 0.01
+
+
+def make_data(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], size=batch)
+    weights = []
+    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
+        bound = 1 / np.sqrt(fan_in)
+        weights.append((rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32),
+                        rng.uniform(-bound, bound, fan_out).astype(np.float32)))
+    return x, y, weights
+
+
+class NumpyMLP:
+    """The same network with the chain rule written out by hand."""
+
+    def __init__(self, weights):
+        self.params = [(w.copy(), b.copy()) for w, b in weights]
+
+    def step(self, x, y):
+        acts = [x]
+        h = x
+        for i, (w, b) in enumerate(self.params):
+            z = h @ w.T
+            z += b
+            h = np.maximum(z, 0) if i < len(self.params) - 1 else z
+            acts.append(h)
+        logits = acts[-1]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        q = np.exp(shifted)
+        q /= q.sum(axis=1, keepdims=True)
+        n = len(y)
+        loss = -np.log(q[np.arange(n), y]).mean()
+        g = q
+        g[np.arange(n), y] -= 1  # dL/dz = (q - y) / N
+        g /= n
+        for i in range(len(self.params) - 1, -1, -1):
+            w, b = self.params[i]
+            gw = g.T @ acts[i]
+            gb = g.sum(axis=0)
+            if i:
+                g = g @ w
+                g *= acts[i] > 0
+            w -= LR * gw
+            b -= LR * gb
+        return loss
+
+
+def chainrule_runner(weights, x, y):
+    import chainrule as cr
+    from chainrule import nn
+    from chainrule.nn import functional as F
+
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        linear = nn.Linear(w.shape[1], w.shape[0])
+        linear.weight.data[...] = w
+        linear.bias.data[...] = b
+        layers.append(linear)
+        if i < len(weights) - 1:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = cr.optim.SGD(model.parameters(), lr=LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, (cr.tensor(x), cr.tensor(y))
+
+
+def torch_runner(weights, x, y):
+    import torch
+
+    layers = []
+    for i, (w, b) in enumerate(weights):
+        linear = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(w))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers.append(linear)
+        if i < len(weights) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, (torch.from_numpy(x), torch.from_numpy(y))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+
+    x, y, weights = make_data(args.batch)
+    numpy_model = NumpyMLP(weights)
+    runners = {"chainrule": chainrule_runner(weights, x, y),
+               "numpy (by hand)": (numpy_model.step, (x, y))}
+    try:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        runners["pytorch"] = torch_runner(weights, x, y)
+    except ImportError:
+        print("pytorch not installed: skipped", file=sys.stderr)
+
+    losses = {name: [fn(*fa) for _ in range(3)] for name, (fn, fa) in runners.items()}  # warm up
+    times = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, (fn, fa) in runners.items():
+            start = time.perf_counter()
+            losses[name].append(fn(*fa))
+            times[name].append(time.perf_counter() - start)
+
+    med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    threads = args.threads or os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"SGD step, MLP {'-'.join(map(str, SIZES))}, batch {args.batch}, float32, "
+          f"median of {args.rounds} interleaved rounds, BLAS threads: {threads}")
+    print(f"{'implementation':<18}{'ms/step':>9}{'vs numpy':>10}   final loss")
+    for name, ms in med.items():
+        print(f"{name:<18}{ms:>9.3f}{ms / med['numpy (by hand)']:>9.2f}x   {losses[name][-1]:.5f}")
+    ratio = med["chainrule"] / med["numpy (by hand)"]
+    print(f"target chainrule <= 1.10x hand-written numpy: "
+          f"{'meets' if ratio <= 1.10 else 'MISSES'} ({ratio:.2f}x)")
+    return med
+
+
+if __name__ == "__main__":
+    main()
