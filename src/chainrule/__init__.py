@@ -6,6 +6,7 @@ from it with the operators and functions below; ``loss.backward()`` fills ``x.gr
 
 from numpy import bool_, float16, float32, float64, int32, int64  # noqa: F401
 
+from chainrule import inspect  # noqa: F401
 from chainrule.autograd import (  # noqa: F401
     ShapeError,
     enable_grad,
@@ -13,6 +14,7 @@ from chainrule.autograd import (  # noqa: F401
     no_grad,
     set_grad_enabled,
 )
+from chainrule.checkpoint import checkpoint  # noqa: F401
 from chainrule.creation import (  # noqa: F401
     arange,
     eye,
@@ -27,6 +29,13 @@ from chainrule.creation import (  # noqa: F401
     zeros_like,
 )
 from chainrule.function import Function, FunctionCtx  # noqa: F401
+from chainrule.inspect import (  # noqa: F401
+    AnomalyError,
+    GradcheckError,
+    detect_anomaly,
+    explain,
+    gradcheck,
+)
 from chainrule.ops import (  # noqa: F401
     abs,
     add,

@@ -434,7 +434,8 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
     pending = {}
     root_nodes = []
     for root, seed in zip(roots, seeds):
-        seed = seed if create_graph else (seed.data if isinstance(seed, Tensor) else seed)
+        seed = _as_tensor_grad(seed) if create_graph else (
+            seed.data if isinstance(seed, Tensor) else seed)
         if root.grad_fn is None:  # a leaf that is its own root
             _accumulate_leaf(leaf_grads, root, seed)
             continue

@@ -62,8 +62,14 @@ class _FunctionRow:
 
     def vjp(self, node, grad, inputs, ans):
         ctx = node.params["ctx"]
-        raw = not isinstance(grad, Tensor)
-        result = self.cls.backward(ctx, Tensor._wrap(grad) if raw else grad)
+        raw = not autograd.is_grad_enabled()  # the walk records only under create_graph
+        # The node holds what save_for_backward kept, so the walk frees it like any saved value.
+        ctx._saved, ctx._versions = node.saved or (), node.versions or ()
+        try:
+            grad = grad if isinstance(grad, Tensor) else Tensor._wrap(grad)
+            result = self.cls.backward(ctx, grad)
+        finally:
+            ctx._saved = ctx._versions = ()
         if not isinstance(result, tuple):
             result = (result,)
         if len(result) != len(node.parents):
@@ -109,7 +115,9 @@ class Function:
         if autograd.is_grad_enabled() and any(needs):
             parents = tuple((a.grad_fn or a) if n else None for a, n in zip(args, needs))
             params = {"ctx": ctx, "shapes": tuple(np.shape(a) for a in args)}
-            node = Node(cls._row, parents, (None,) * len(args), (), None, None, params, None)
+            node = Node(cls._row, parents, ctx._saved or None, ctx._versions or None, None, None,
+                        params, None)
+            ctx._saved = ctx._versions = ()
             result.grad_fn = node
             result._requires_grad = True
         if autograd.anomaly.enabled:  # cr.detect_anomaly checks custom operations too
