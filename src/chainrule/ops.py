@@ -314,6 +314,107 @@ _concatenate = P("concatenate", lambda *xs, axis, sizes: np.concatenate(xs, axis
 _stack = P("stack", lambda *xs, axis: np.stack(xs, axis=axis),
            vjp_all=_stack_grads, formulas=["grad unstacked"])
 
+# --- fused rows for layers and losses (much faster than their compositions) ---------------------
+def _rows(a):
+    """``a`` with all leading axes merged: (..., n) -> (m, n)."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _linear(x, w, b):
+    out = x @ w.T
+    if b is not None:
+        out += b
+    return out
+
+
+linear = P("linear", _linear,
+           [lambda g, ans, x, w, b: g @ w,                          # y = x W^T + b
+            lambda g, ans, x, w, b: _rows(g).T @ _rows(x),
+            lambda g, ans, x, w, b: _rows(g).sum(axis=0)],
+           ["grad @ W", "grad^T @ x", "sum of grad over the batch"])
+
+
+def _one_hot(labels, n_classes, dtype):
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape + (n_classes,), dtype=dtype)
+    np.put_along_axis(out, labels[..., None], 1, axis=-1)
+    return out
+
+
+def _reduce_loss(losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
+def _loss_grad_scale(g, reduction, n):
+    """How the incoming gradient of a reduced loss reaches each sample's loss."""
+    if reduction == "mean":
+        return g / n
+    return g if reduction == "sum" else expand_dims(g, -1)
+
+
+def _cross_entropy_labels(x, labels, reduction):
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    log_norm = np.log(np.sum(np.exp(shifted), axis=-1))
+    picked = np.take_along_axis(shifted, np.asarray(labels)[:, None], axis=-1)[:, 0]
+    return _reduce_loss(log_norm - picked, reduction)
+
+
+def _cross_entropy_probs(x, probs, reduction):
+    return _reduce_loss(-np.sum(probs * _log_softmax(x, -1), axis=-1), reduction)
+
+
+# seed 002: for softmax q and one-hot y, dL/dz = q - y; averaged over a batch of N, (q - y) / N.
+cross_entropy_labels = P(
+    "cross_entropy", _cross_entropy_labels,
+    [lambda g, ans, x, labels, reduction: _loss_grad_scale(g, reduction, x.shape[0])
+     * (softmax(x, -1) - _one_hot(labels, x.shape[-1], x.dtype)),
+     None],
+    ["grad * (softmax(x) - onehot(y)) / N", "none"])
+cross_entropy_probs = P(
+    "cross_entropy", _cross_entropy_probs,
+    [lambda g, ans, x, p, reduction: _loss_grad_scale(g, reduction, x.shape[0])
+     * (softmax(x, -1) * p.sum(axis=-1, keepdims=True) - p),
+     lambda g, ans, x, p, reduction: -_loss_grad_scale(g, reduction, x.shape[0])
+     * log_softmax(x, -1)],
+    ["grad * (softmax(x) sum(p) - p) / N", "-grad * log_softmax(x) / N"])
+
+
+def _windows(x, kh, kw, sh, sw):
+    """Sliding (kh, kw) windows over the last two axes: (N, C, H, W) -> (N, C, oh, ow, kh, kw)."""
+    view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(-2, -1))
+    return view[:, :, ::sh, ::sw]
+
+
+def _unwindows(g, shape, kh, kw, sh, sw):
+    """The adjoint of `_windows`: every window's gradient added back where it was read."""
+    out = np.zeros(shape, dtype=g.dtype)
+    oh, ow = g.shape[2], g.shape[3]
+    for i in range(kh):  # kh * kw slice additions instead of a scatter over every element
+        for j in range(kw):
+            out[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += g[:, :, :, :, i, j]
+    return out
+
+
+windows = P("windows", lambda x, kh, kw, sh, sw, shape: _windows(x, kh, kw, sh, sw),
+            [lambda g, ans, x, kh, kw, sh, sw, shape: unwindows(g, shape=shape, kh=kh, kw=kw,
+                                                                sh=sh, sw=sw)],
+            ["grad of each window added back (col2im)"])
+unwindows = P("unwindows", _unwindows,
+              [lambda g, ans, src, shape, kh, kw, sh, sw: windows(g, kh=kh, kw=kw, sh=sh, sw=sw,
+                                                                  shape=shape)],
+              ["windows of grad (im2col)"])
+
+
+def _pad_spatial(x, pad, value):
+    return np.pad(x, ((0, 0),) * (x.ndim - 2) + ((pad, pad), (pad, pad)), constant_values=value)
+
+
+pad2d = P("pad2d", _pad_spatial,
+          [lambda g, ans, x, pad, value: g[..., pad:g.shape[-2] - pad, pad:g.shape[-1] - pad]],
+          ["grad without the border"])
+
 
 # ----------------------------------------------------------------------------------------------
 # Public functions: argument checks, then one row of the table
