@@ -20,6 +20,10 @@ import time
 
 import numpy as np
 
+# PyTorch's OpenMP workers otherwise spin after each call and steal the cores NumPy's BLAS
+# needs for whatever runs next; passive waiting keeps the interleaved comparison fair.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 SIZES = (784, 256, 128, 10)
 LR = 0.01
 
@@ -148,8 +152,10 @@ def main(argv=None):
 
     losses = {name: [fn(*fa) for _ in range(3)] for name, (fn, fa) in runners.items()}  # warm up
     times = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, (fn, fa) in runners.items():
+    order = list(runners)
+    for r in range(args.rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+            fn, fa = runners[name]
             start = time.perf_counter()
             losses[name].append(fn(*fa))
             times[name].append(time.perf_counter() - start)

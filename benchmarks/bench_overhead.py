@@ -12,10 +12,15 @@ so a noisy machine slows all of them alike; the script prints the median time pe
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import numpy as np
+
+# PyTorch's OpenMP workers otherwise spin after each call and steal the cores NumPy's BLAS
+# needs for whatever runs next; passive waiting keeps the interleaved comparison fair.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import chainrule as cr
 
@@ -90,8 +95,10 @@ def main(argv=None):
         for _ in range(3):
             fn(*fn_args)
     times = {name: [] for name in runners}
-    for _ in range(args.rounds):
-        for name, (fn, fn_args) in runners.items():
+    order = list(runners)
+    for r in range(args.rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
+            fn, fn_args = runners[name]
             times[name].append(timed(fn, *fn_args))
 
     ops = 3 * args.layers
