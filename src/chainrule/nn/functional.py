@@ -91,7 +91,7 @@ def cross_entropy(logits, target, reduction="mean"):
         raise ValueError(f"cross_entropy: expected logits of shape (N, C), got {logits.shape}")
     t_dtype = (target.dtype if isinstance(target, (Tensor, np.ndarray))
                else np.asarray(target).dtype)
-    if t_dtype.kind == "f":
+    if t_dtype.kind == "f" and np.ndim(target) == logits.ndim:
         if tuple(np.shape(target)) != logits.shape:
             raise ValueError(f"cross_entropy: class probabilities must have the logits' shape "
                              f"{logits.shape}, got {np.shape(target)}")
