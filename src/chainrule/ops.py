@@ -424,6 +424,85 @@ pad2d = P("pad2d", _pad_spatial,
           ["grad without the border"])
 
 
+# --- chainrule.nn: fused rows for binary cross-entropy and max pooling (owner: nn) --------------
+def _clamped_log(x):
+    """log(x) clamped below at -100, as PyTorch's binary cross-entropy does (log 0 is -100)."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), -100)
+
+
+def _bce_forward(p, y):
+    return -(y * _clamped_log(p) + (1 - y) * _clamped_log(1 - p))
+
+
+clamped_log = P("clamped_log", _clamped_log,
+                [lambda g, ans, x: where(ans > -100, g, 0) / maximum(x, np.finfo(x.dtype).tiny)],
+                ["grad / x where log(x) > -100, else 0"])
+# PyTorch's rule: (p - y) / max(p (1 - p), 1e-12), finite even where p is exactly 0 or 1.
+binary_cross_entropy = P(
+    "binary_cross_entropy", _bce_forward,
+    [lambda g, ans, p, y: g * (p - y) / maximum(p * (1 - p), 1e-12),
+     lambda g, ans, p, y: g * (clamped_log(1 - p) - clamped_log(p))],
+    ["grad * (p - y) / max(p (1 - p), 1e-12)", "grad * (log(1 - p) - log(p))"])
+
+
+def _pool_slice(i, j, sh, sw, oh, ow):
+    """The input elements at kernel offset (i, j) of every pooling window."""
+    return (Ellipsis, slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+
+
+def _max_pool_forward(x, kh, kw, sh, sw):
+    oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    out = x[_pool_slice(0, 0, sh, sw, oh, ow)].copy()
+    for i in range(kh):  # kh * kw whole-array maxima instead of a reduction over tiny windows
+        for j in range(kw):
+            if i or j:
+                np.maximum(out, x[_pool_slice(i, j, sh, sw, oh, ow)], out=out)
+    return out
+
+
+def _first_max_hits(x, ans, kh, kw, sh, sw):
+    """(offset slice, mask) per kernel offset: where that offset is its window's first maximum
+    in row-major order. PyTorch gives a tie's whole gradient to that one element."""
+    oh, ow = ans.shape[-2:]
+    taken = np.zeros(ans.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            where_ = _pool_slice(i, j, sh, sw, oh, ow)
+            hit = (x[where_] == ans) & ~taken
+            taken |= hit
+            yield where_, hit
+
+
+def _max_pool_scatter(g, x, ans, kh, kw, sh, sw):
+    out = np.zeros(x.shape, dtype=g.dtype)
+    for where_, hit in _first_max_hits(x, ans, kh, kw, sh, sw):
+        out[where_] += g * hit
+    return out
+
+
+def _max_pool_gather(gx, x, ans, kh, kw, sh, sw):
+    out = np.zeros(ans.shape, dtype=gx.dtype)
+    for where_, hit in _first_max_hits(x, ans, kh, kw, sh, sw):
+        out += gx[where_] * hit
+    return out
+
+
+max_pool2d = P("max_pool2d", _max_pool_forward,
+               [lambda g, ans, x, kh, kw, sh, sw: max_pool_scatter(g, x, ans, kh=kh, kw=kw,
+                                                                   sh=sh, sw=sw)],
+               ["grad routed to each window's (first) maximum"])
+# The two adjoint halves of max pooling's backward pass, so create_graph=True works through it.
+max_pool_scatter = P("max_pool2d_scatter", _max_pool_scatter,
+                     [lambda g, ans, gy, x, y, kh, kw, sh, sw: max_pool_gather(
+                         g, x, y, kh=kh, kw=kw, sh=sh, sw=sw), None, None],
+                     ["grad gathered from each window's maximum", "none", "none"])
+max_pool_gather = P("max_pool2d_gather", _max_pool_gather,
+                    [lambda g, ans, gx, x, y, kh, kw, sh, sw: max_pool_scatter(
+                        g, x, y, kh=kh, kw=kw, sh=sh, sw=sw), None, None],
+                    ["grad routed to each window's maximum", "none", "none"])
+
+
 # ----------------------------------------------------------------------------------------------
 # Public functions: argument checks, then one row of the table
 # ----------------------------------------------------------------------------------------------

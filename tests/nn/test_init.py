@@ -52,3 +52,44 @@ def test_gain_and_errors():
         init.calculate_gain("swish")
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         init.xavier_uniform_(cr.zeros(3))
+
+
+@pytest.mark.parametrize("name,param", [
+    ("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None),
+    ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None)])
+def test_calculate_gain_matches_torch(name, param):
+    import torch
+
+    assert init.calculate_gain(name, param) == pytest.approx(
+        torch.nn.init.calculate_gain(name, param))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_initialiser_keeps_dtype_and_bumps_version(dtype):
+    fns = [lambda t: init.uniform_(t, -2, 3), lambda t: init.normal_(t, 1, 2), init.zeros_,
+           init.ones_, lambda t: init.constant_(t, 0.25), init.xavier_uniform_,
+           init.xavier_normal_, init.kaiming_uniform_, init.kaiming_normal_]
+    t = cr.zeros(4, 5, dtype=dtype, requires_grad=True)
+    for fn in fns:
+        before = t._version[0]
+        assert fn(t) is t
+        assert t.dtype == dtype and t.requires_grad and t._version[0] == before + 1
+    np.testing.assert_array_equal(init.constant_(t, 0.25).data, 0.25)
+
+
+def test_uniform_bounds_and_kaiming_modes():
+    t = cr.zeros(200, 300)
+    init.uniform_(t, -2, 3)
+    assert -2 <= t.data.min() < -1.95 and 2.95 < t.data.max() < 3
+    assert abs(t.data.mean() - 0.5) < 0.02
+    init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu")
+    assert abs(t.data.std() - np.sqrt(2 / 200)) < 0.03 * np.sqrt(2 / 200)
+    init.kaiming_uniform_(t, a=0.2)  # leaky_relu gain sqrt(2 / (1 + a^2)), fan_in 300
+    bound = np.sqrt(2 / (1 + 0.04)) * np.sqrt(3 / 300)
+    assert 0.99 * bound < np.abs(t.data).max() <= bound
+    conv = cr.zeros(16, 8, 3, 3)  # fan_in = 8 * 9, fan_out = 16 * 9
+    init.xavier_uniform_(conv, gain=2.0)
+    bound = 2.0 * np.sqrt(6 / (72 + 144))
+    assert 0.99 * bound < np.abs(conv.data).max() <= bound
+    with pytest.raises(ValueError, match="mode must be 'fan_in' or 'fan_out'"):
+        init.kaiming_normal_(t, mode="fan_avg")

@@ -19,6 +19,7 @@ from chainrule.nn.layers import (  # noqa: F401
     LeakyReLU,
     Linear,
     MaxPool2d,
+    ModuleList,
     MSELoss,
     NLLLoss,
     ReLU,

@@ -42,22 +42,27 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
 
 
 def uniform_(tensor, a=0.0, b=1.0):
+    """Fill with U(a, b) samples, in place."""
     return _fill(tensor, generator().uniform(a, b, tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0):
+    """Fill with N(mean, std^2) samples, in place."""
     return _fill(tensor, generator().normal(mean, std, tensor.shape))
 
 
 def constant_(tensor, value):
+    """Fill with ``value``, in place."""
     return _fill(tensor, np.full(tensor.shape, value))
 
 
 def zeros_(tensor):
+    """Fill with 0, in place."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill with 1, in place."""
     return constant_(tensor, 1.0)
 
 
@@ -69,6 +74,7 @@ def xavier_uniform_(tensor, gain=1.0):
 
 
 def xavier_normal_(tensor, gain=1.0):
+    """Glorot: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -87,4 +93,5 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
 
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He: N(0, std^2) with std = gain / sqrt(fan); ``a`` is the leaky_relu slope."""
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))

@@ -19,6 +19,8 @@ def _empty(*shape, dtype=_DEFAULT_DTYPE):
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder layer)."""
+
     def forward(self, x):
         return x
 
@@ -34,7 +36,7 @@ class Linear(Module):
                              f"out_features={out_features}")
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty(out_features, in_features, dtype=dtype)
-        self.bias = _empty(out_features, dtype=dtype) if bias else None
+        self.register_parameter("bias", _empty(out_features, dtype=dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -67,6 +69,10 @@ class Sequential(Module):
         return x
 
     def append(self, module):
+        """Add ``module`` at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: item {len(self)} is a {type(module).__name__}, "
+                            f"not a Module")
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -83,6 +89,36 @@ class Sequential(Module):
         return iter(self._modules.values())
 
 
+class ModuleList(Module):
+    """A list of sub-modules, registered (so their parameters are found) but not called."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: item {len(self)} is a {type(module).__name__}, "
+                            f"not a Module")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, i):
+        items = list(self._modules.values())
+        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
 class _Activation(Module):
     fn = None
 
@@ -91,22 +127,41 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0); no gradient at exactly 0, as PyTorch."""
+
     fn = staticmethod(ops.relu)
 
 
 class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)), computed without overflow."""
+
     fn = staticmethod(ops.sigmoid)
 
 
 class Tanh(_Activation):
+    """Hyperbolic tangent."""
+
     fn = staticmethod(ops.tanh)
 
 
-class GELU(_Activation):
-    fn = staticmethod(ops.gelu)
+class GELU(Module):
+    """x Phi(x) with the exact normal CDF, or its tanh approximation (``approximate='tanh'``)."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        F._check_gelu_approximation(approximate)
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 class LeakyReLU(Module):
+    """x where x > 0, else negative_slope * x."""
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -119,6 +174,8 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
+    """exp(x) / sum(exp(x)) along ``dim``."""
+
     def __init__(self, dim=-1):
         super().__init__()
         self.dim = dim
@@ -135,8 +192,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p
 
     def forward(self, x):
@@ -147,6 +204,8 @@ class Dropout(Module):
 
 
 class Flatten(Module):
+    """Merge axes ``start_dim``..``end_dim`` (by default all but the batch axis)."""
+
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -154,79 +213,128 @@ class Flatten(Module):
     def forward(self, x):
         return ops.flatten(x, self.start_dim, self.end_dim)
 
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 class BatchNorm1d(Module):
-    """Batch normalisation over (N, C) or (N, C, L), with running statistics for eval."""
+    """Batch normalisation over (N, C) or (N, C, L), with running statistics for eval.
+
+    In training the batch mean and biased variance normalise; the running variance is updated
+    with the unbiased one (as PyTorch). ``momentum=None`` keeps a cumulative average instead.
+    """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 dtype=_DEFAULT_DTYPE):
+                 track_running_stats=True, dtype=_DEFAULT_DTYPE):
         super().__init__()
+        if num_features <= 0:
+            raise ValueError(f"BatchNorm1d: num_features must be positive, got {num_features}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
-        self.register_buffer("running_mean", np.zeros(num_features, dtype))
-        self.register_buffer("running_var", np.ones(num_features, dtype))
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine
+                                else None)
+        self.register_parameter("bias", Parameter(np.zeros(num_features, dtype)) if affine
+                                else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def forward(self, x):
-        if x.ndim < 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d: expected {self.num_features} channels at axis 1, "
-                             f"got input of shape {x.shape}")
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
+                             f"(N, {self.num_features}, L), got shape {x.shape}")
         from chainrule.checkpoint import is_recomputing
 
+        use_batch_stats = self.training or self.running_mean is None
+        momentum = self.momentum
         # A checkpointed segment runs forward twice; the statistics must move only once.
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training, self.momentum, self.eps,
-                            update_running=not is_recomputing())
+        update = self.training and self.running_mean is not None and not is_recomputing()
+        if update:
+            self.num_batches_tracked.data[...] += 1
+            self.num_batches_tracked._version[0] += 1
+            if momentum is None:  # cumulative moving average
+                momentum = 1.0 / int(self.num_batches_tracked.data)
+        return F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
+                            self.running_var if update or not use_batch_stats else None,
+                            self.weight, self.bias, use_batch_stats, momentum or 0.0, self.eps)
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True,
+    """Normalise each sample over its last ``len(normalized_shape)`` axes, then scale and shift."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype=_DEFAULT_DTYPE):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
             normalized_shape)
         self.normalized_shape, self.eps = shape, eps
-        self.weight = Parameter(np.ones(shape, dtype)) if elementwise_affine else None
-        self.bias = Parameter(np.zeros(shape, dtype)) if elementwise_affine else None
+        self.elementwise_affine = elementwise_affine
+        self.register_parameter("weight", Parameter(np.ones(shape, dtype))
+                                if elementwise_affine else None)
+        self.register_parameter("bias", Parameter(np.zeros(shape, dtype))
+                                if elementwise_affine and bias else None)
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}"
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class Conv2d(Module):
-    """2-D convolution via im2col + matmul; PyTorch's default initialisation."""
+    """2-D convolution (N, C, H, W) -> (N, O, H', W') via im2col + one matrix product.
+
+    ``kernel_size``, ``stride`` and ``padding`` are an int or an (h, w) pair. Weights start as
+    PyTorch's: Kaiming uniform with a = sqrt(5), bias uniform in +-1/sqrt(C kh kw).
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype=_DEFAULT_DTYPE):
         super().__init__()
         kh, kw = F._pair(kernel_size)
+        if min(in_channels, out_channels, kh, kw) <= 0:
+            raise ValueError(f"Conv2d: channels and kernel size must be positive, got "
+                             f"in_channels={in_channels}, out_channels={out_channels}, "
+                             f"kernel_size={kernel_size}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        self.kernel_size, self.stride, self.padding = (kh, kw), F._pair(stride), F._pair(padding)
         self.weight = _empty(out_channels, in_channels, kh, kw, dtype=dtype)
-        self.bias = _empty(out_channels, dtype=dtype) if bias else None
+        self.register_parameter("bias", _empty(out_channels, dtype=dtype) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(in_channels * kh * kw)
+            bound = 1 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        return text if self.bias is not None else text + ", bias=False"
 
 
 class MaxPool2d(Module):
+    """Maximum over windows of (N, C, H, W) input; ``stride`` defaults to ``kernel_size``."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
 
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
@@ -236,6 +344,11 @@ class MaxPool2d(Module):
 
 
 class Embedding(Module):
+    """A table of ``num_embeddings`` vectors looked up by integer index (init: N(0, 1)).
+
+    Indices that repeat in a batch add up their gradients in the table's row.
+    """
+
     def __init__(self, num_embeddings, embedding_dim, dtype=_DEFAULT_DTYPE):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
@@ -250,6 +363,8 @@ class Embedding(Module):
 
 
 class _Loss(Module):
+    """A loss function as a module; ``reduction`` is 'mean', 'sum' or 'none'."""
+
     fn = None
 
     def __init__(self, reduction="mean"):
@@ -261,26 +376,38 @@ class _Loss(Module):
 
 
 class MSELoss(_Loss):
+    """Mean squared error (`functional.mse_loss`)."""
+
     fn = staticmethod(F.mse_loss)
 
 
 class L1Loss(_Loss):
+    """Mean absolute error (`functional.l1_loss`)."""
+
     fn = staticmethod(F.l1_loss)
 
 
 class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits, labels or probabilities (`functional.cross_entropy`)."""
+
     fn = staticmethod(F.cross_entropy)
 
 
 class NLLLoss(_Loss):
+    """Negative log-likelihood of labels given log-probabilities (`functional.nll_loss`)."""
+
     fn = staticmethod(F.nll_loss)
 
 
 class BCELoss(_Loss):
+    """Binary cross-entropy on probabilities (`functional.binary_cross_entropy`)."""
+
     fn = staticmethod(F.binary_cross_entropy)
 
 
 class BCEWithLogitsLoss(_Loss):
+    """Sigmoid + binary cross-entropy, stable (`functional.binary_cross_entropy_with_logits`)."""
+
     fn = staticmethod(F.binary_cross_entropy_with_logits)
 
 

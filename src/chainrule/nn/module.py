@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from chainrule.tensor import Tensor, as_array
+
+_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _array(value) -> np.ndarray:
+    return value.data if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _mismatch(key, value, target):
+    """Why ``value`` cannot be loaded into ``target`` (None when it can)."""
+    array = _array(value)
+    if array.shape != target.shape:
+        return f"{key}: shape {array.shape} in the state dict, {target.shape} in the model"
+    both_float = array.dtype.kind == "f" and target.dtype.kind == "f"
+    if array.dtype != target.dtype and not both_float:
+        return f"{key}: dtype {array.dtype} in the state dict, {target.dtype} in the model"
+    return None
 
 
 class Parameter(Tensor):
@@ -40,28 +57,56 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before "
                                  f"assigning attributes")
+        params, buffers, modules = self._parameters, self._buffers, self._modules
+        if isinstance(value, Parameter):
+            buffers.pop(name, None)
+            modules.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            buffers.pop(name, None)
+            modules[name] = value
+        elif name in params:
+            # As PyTorch: a registered weight is replaced only by a Parameter (or None), so a
+            # stray tensor cannot silently drop out of parameters() and the optimiser.
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign a "
+                                f"{type(value).__name__} to parameter {name!r} (a Parameter or "
+                                f"None is expected; wrap it: nn.Parameter(value))")
+            params[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"{type(self).__name__}: cannot assign a "
+                                f"{type(value).__name__} to buffer {name!r} (a Tensor or None "
+                                f"is expected)")
+            buffers[name] = value  # stays a buffer, so state_dict() still saves it
+        else:
+            modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        object.__setattr__(self, name, value)
+        object.__delattr__(self, name)
 
     def register_buffer(self, name: str, tensor) -> None:
         """Register state that is saved in `state_dict` but not trained (e.g. running means)."""
         if tensor is not None and not isinstance(tensor, Tensor):
             tensor = Tensor(as_array(tensor))
-        self.__setattr__(name, tensor)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
         self._buffers[name] = tensor
+        object.__setattr__(self, name, tensor)
 
     def register_parameter(self, name: str, param) -> None:
+        """Register ``param`` (a Parameter, or None for an absent optional weight) as ``name``."""
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, "
                             f"got {type(param).__name__}")
-        self.__setattr__(name, param)
-        if param is None:
-            self._parameters[name] = None
+        self._buffers.pop(name, None)
+        self._modules.pop(name, None)
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
@@ -85,15 +130,18 @@ class Module:
             stack.extend(reversed(children))
 
     def modules(self):
+        """This module and every descendant, each once."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self):
+        """(name, module) for the direct sub-modules."""
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
     def children(self):
+        """The direct sub-modules."""
         for _, m in self.named_children():
             yield m
 
@@ -109,16 +157,19 @@ class Module:
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self, recurse: bool = True):
+        """Every Parameter (of the sub-modules too unless ``recurse=False``), each once."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = ""):
+        """(dotted name, Tensor) for every registered buffer."""
         for mod_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
                 if b is not None:
                     yield (f"{mod_name}.{name}" if mod_name else name), b
 
     def buffers(self):
+        """Every registered buffer (running statistics and other untrained state)."""
         for _, b in self.named_buffers():
             yield b
 
@@ -135,14 +186,17 @@ class Module:
 
     # --- modes and gradients --------------------------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode (``mode=False``: evaluation) here and in every sub-module."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self):
+        """Evaluation mode: Dropout passes through, BatchNorm uses its running statistics."""
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (to None, or to zeros with ``set_to_none=False``)."""
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
@@ -150,6 +204,7 @@ class Module:
                 p.grad.data.fill(0)
 
     def requires_grad_(self, requires_grad: bool = True):
+        """Turn gradient tracking of every parameter on or off (freezing); returns self."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -165,60 +220,64 @@ class Module:
         return self
 
     def float(self):
+        """Cast to float32 (see `to`)."""
         return self.to(np.float32)
 
     def double(self):
+        """Cast to float64 (see `to`)."""
         return self.to(np.float64)
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict:
-        """Every parameter and buffer by dotted name (the tensors themselves, detached)."""
+        """Every parameter and buffer by dotted name, module by module as PyTorch orders them.
+
+        The values are detached tensors sharing memory with the module's own (copy them to
+        keep a snapshot that later training does not change).
+        """
         state = OrderedDict()
-        for name, p in self.named_parameters():
-            state[name] = p.detach()
-        for name, b in self.named_buffers():
-            state[name] = b.detach()
+        for mod_name, module in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is not None and prefix + name not in state:
+                        state[prefix + name] = t.detach()
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy values from ``state_dict`` into this module's parameters and buffers.
+        """Copy values from ``state_dict`` into this module's parameters and buffers, in place.
 
-        With ``strict``, missing or unexpected keys are an error; a shape or dtype mismatch is
-        always an error. All problems are reported together.
+        With ``strict``, missing or unexpected keys are an error. A shape mismatch is always an
+        error, and so is a dtype of another kind (a float value for an integer buffer, or the
+        reverse); floating values are cast to the model's precision, as PyTorch does. All problems
+        are reported together, before anything is written. Returns ``(missing_keys,
+        unexpected_keys)``.
         """
-        own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
+        own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         problems = []
         for key, target in own.items():
-            if key not in state_dict:
-                continue
-            value = state_dict[key]
-            array = value.data if isinstance(value, Tensor) else np.asarray(value)
-            if array.shape != target.shape:
-                problems.append(f"{key}: shape {array.shape} in the state dict, "
-                                f"{target.shape} in the model")
-            elif array.dtype != target.dtype and not np.can_cast(array.dtype, target.dtype,
-                                                                 "same_kind"):
-                problems.append(f"{key}: dtype {array.dtype} in the state dict, "
-                                f"{target.dtype} in the model")
+            if key in state_dict:
+                problem = _mismatch(key, state_dict[key], target)
+                if problem:
+                    problems.append(problem)
         if strict:
             if missing:
                 problems.append("missing keys: " + ", ".join(missing))
             if unexpected:
                 problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
-            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+            raise RuntimeError(f"load_state_dict into {type(self).__name__}: "
+                               + "; ".join(problems))
         for key, target in own.items():
             if key in state_dict:
-                value = state_dict[key]
-                np.copyto(target.data, value.data if isinstance(value, Tensor) else value,
-                          casting="same_kind")
-                target._version[0] += 1
-        return missing, unexpected
+                np.copyto(target.data, _array(state_dict[key]), casting="unsafe")
+                target._version[0] += 1  # graphs that saved the old values are now stale
+        return _IncompatibleKeys(missing, unexpected)
 
     # --- display -------------------------------------------------------------------------------
     def extra_repr(self) -> str:
+        """The settings shown inside the parentheses of this module's repr."""
         return ""
 
     def __repr__(self):
