@@ -48,7 +48,7 @@ def test_trains_on_idx_files(tmp_path, capsys):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path), "--out", str(out), "--epochs", "5",
+    assert main(["train", "--data", str(tmp_path), "--out", str(out), "--epochs", "30",
                  "--hidden", "16", "--no-progress", "--report"]) == 0
     text = capsys.readouterr().out
     assert "model: 784-16-3" in text
