@@ -86,6 +86,8 @@ def _add_train(sub):
     p.add_argument("--stop-after", type=_positive_int("stop after"), default=None,
                    metavar="EPOCH", help="stop after this epoch, as if interrupted (--resume "
                                          "continues the same schedule)")
+    p.add_argument("--threads", type=_positive_int("threads"), default=None,
+                   help="BLAS threads (default: 1 for small models, where threads only cost)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write a memory report and the gradient-flow report")
@@ -99,7 +101,7 @@ def _train(args) -> int:
                     optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                     weight_decay=args.weight_decay, epochs=args.epochs,
                     batch_size=args.batch_size, seed=args.seed, data=args.data, out=args.out,
-                    resume=args.resume, stop_after=args.stop_after,
+                    resume=args.resume, stop_after=args.stop_after, threads=args.threads,
                     progress=not args.no_progress and sys.stderr.isatty(), report=args.report)
     fit(config)
     return 0
