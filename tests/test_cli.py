@@ -54,6 +54,7 @@ def test_trains_on_idx_files(tmp_path, capsys):
     assert "model: 784-16-3" in text
     assert json.loads((out / "metrics.json").read_text())["test_accuracy"] > 0.9
     assert "bytes" in (out / "memory.txt").read_text()
+    assert json.loads((out / "gradient-flow.json").read_text())["steps"] > 0
     assert main(["evaluate", str(out / "model.safetensors"), "--data", str(tmp_path)]) == 0
 
 

@@ -1,5 +1,6 @@
 from chainrule.inspect.anomaly import AnomalyError, detect_anomaly  # noqa: F401
 from chainrule.inspect.explain import Explanation, explain  # noqa: F401
+from chainrule.inspect.flow import GradientFlow  # noqa: F401
 from chainrule.inspect.gradcheck import GradcheckError, gradcheck  # noqa: F401
 from chainrule.inspect.graph import walk  # noqa: F401
 from chainrule.inspect.memory import memory  # noqa: F401
