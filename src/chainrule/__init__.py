@@ -33,6 +33,7 @@ from chainrule.inspect import (  # noqa: F401
     AnomalyError,
     GradcheckError,
     detect_anomaly,
+    draw,
     explain,
     gradcheck,
 )
