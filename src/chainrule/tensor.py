@@ -271,6 +271,15 @@ class Tensor:
         before.grad_fn, before._requires_grad, before._version = (
             self.grad_fn, self._requires_grad, self._version)
         result = op(before, other)
+        saved = result.grad_fn.saved
+        if saved is not None and any(s is before for s in saved):
+            # The rule reads self's old value (x *= y with y requiring grad): keep a copy, since
+            # the write below overwrites the array that `before` shares.
+            kept = Tensor._wrap(before.data.copy())
+            kept.grad_fn, kept._requires_grad = before.grad_fn, before._requires_grad
+            result.grad_fn.saved = tuple(kept if s is before else s for s in saved)
+            result.grad_fn.versions = tuple(0 if s is before else v for s, v in
+                                            zip(saved, result.grad_fn.versions))
         np.copyto(self.data, result.data, casting="same_kind")
         self._version[0] += 1
         self.grad_fn = result.grad_fn
