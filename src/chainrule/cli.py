@@ -151,7 +151,10 @@ def _predict(args) -> int:
     model, spec = model_from_file(args.model)
     labels = None
     if args.input:
-        X = np.load(args.input, allow_pickle=False)
+        try:
+            X = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"--input: cannot read {args.input} as a .npy array: {exc}") from None
         X = X.reshape(1, -1) if X.ndim == 1 else X
         if X.ndim != 2 or X.shape[1] != spec["n_inputs"]:
             raise ValueError(f"--input: expected shape (N, {spec['n_inputs']}), got {X.shape}")

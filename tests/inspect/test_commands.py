@@ -1,0 +1,45 @@
+"""`chainrule graph` and `chainrule explain` on the seeds' examples and on a saved model."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from chainrule.cli import main
+
+
+def test_graph_of_seed_003(tmp_path, capsys):
+    out = tmp_path / ("g.svg" if shutil.which("dot") else "g.dot")
+    assert main(["graph", "--example", "seed-003", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = out.read_text()
+    assert "sigmoid" in text and "w4" in text
+
+
+def test_explain_seed_004_prints_the_seed_formula_and_writes_files(tmp_path, capsys):
+    md, page = tmp_path / "e.md", tmp_path / "p.html"
+    assert main(["explain", "--example", "seed-004", "--markdown", str(md),
+                 "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "o_prev · s(z) (1 - s(z)) · 1 · 2 * (o - t)" in out
+    assert "dC/dw = -0.0866" in out
+    assert md.read_text().strip() and "<!DOCTYPE html>" in page.read_text()
+
+
+def test_explain_a_saved_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--hidden", "8",
+                 "--no-progress"]) == 0
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.random.default_rng(0).random(64))
+    assert main(["explain", "--model", str(run / "model.safetensors"), "--input",
+                 str(sample)]) == 0
+    assert "dloss/d1.weight" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["explain", "--example", "seed-004", "--wrt", "nope"], "--wrt: no tensor named 'nope'"),
+])
+def test_explain_errors(argv, message, capsys):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
