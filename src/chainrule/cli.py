@@ -88,6 +88,9 @@ def _add_train(sub):
                                          "continues the same schedule)")
     p.add_argument("--threads", type=_positive_int("threads"), default=None,
                    help="BLAS threads (default: 1 for small models, where threads only cost)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over MPI: run as `mpiexec -n 4 chainrule train "
+                        "--distributed` (needs pip install chainrule[mpi])")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write a memory report and the gradient-flow report")
@@ -102,6 +105,7 @@ def _train(args) -> int:
                     weight_decay=args.weight_decay, epochs=args.epochs,
                     batch_size=args.batch_size, seed=args.seed, data=args.data, out=args.out,
                     resume=args.resume, stop_after=args.stop_after, threads=args.threads,
+                    distributed=args.distributed,
                     progress=not args.no_progress and sys.stderr.isatty(), report=args.report)
     fit(config)
     return 0

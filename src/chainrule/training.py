@@ -47,6 +47,7 @@ class Config:
     report: bool = False
     stop_after: int | None = None
     threads: int | None = None  # BLAS threads; None: 1 for small models (see _blas_threads)
+    distributed: bool = False  # data parallel over MPI (run under mpiexec)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -174,6 +175,22 @@ def fit(config: Config, log=print) -> dict:
     """Train as ``config`` says, write the outputs, and return the metrics."""
     from threadpoolctl import threadpool_limits
 
+    if config.distributed:
+        from chainrule import distributed as dist
+
+        dist.init()
+        if not dist.is_main():
+            log = _silent  # only rank 0 prints and writes files
+        with dist.abort_on_error():
+            return _fit_with_threads(config, log, threadpool_limits)
+    return _fit_with_threads(config, log, threadpool_limits)
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _fit_with_threads(config, log, threadpool_limits):
     data = load_data(config)
     cr.manual_seed(config.seed)
     model = build_model(data.n_inputs, config.hidden, data.n_classes, config.activation,
@@ -194,6 +211,10 @@ def _fit(config: Config, data: Data, model, log) -> dict:
     scheduler = cr.optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
     loader = cr.data.DataLoader(cr.data.TensorDataset(*data.train), batch_size=config.batch_size,
                                 shuffle=True)
+    dist = _distributed(config)
+    main = dist is None or dist.is_main()
+    if dist is not None:
+        dist.broadcast_parameters(model)
     history, start_epoch = [], 0
     if config.resume:
         if not checkpoint_path.is_file():
@@ -218,12 +239,15 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         t0 = time.perf_counter()
         model.train()
         total, correct, seen = 0.0, 0, 0
-        for xb, yb in _progress(loader, len(loader), f"epoch {epoch + 1}/{config.epochs}",
-                                config.progress):
+        batches = loader if dist is None else _shard_batches(dist, data.train, epoch, config)
+        for xb, yb in _progress(batches, len(loader), f"epoch {epoch + 1}/{config.epochs}",
+                                config.progress and main):
             optimizer.zero_grad()
             logits = model(xb)
             loss = loss_of(config.loss, logits, yb.data, data.n_classes)
             loss.backward()
+            if dist is not None:
+                dist.allreduce_gradients(model)  # every rank takes the same, averaged step
             optimizer.step()
             if flow is not None:
                 flow.step()
@@ -232,19 +256,25 @@ def _fit(config: Config, data: Data, model, log) -> dict:
             correct += int((logits.data.argmax(axis=1) == yb.data).sum())
             seen += n
         scheduler.step()
+        if dist is not None:
+            total, correct, seen = (dist.allreduce_sum(v) for v in (total, correct, seen))
         val_loss, val_acc = evaluate(model, *data.val, config.loss)
         row = {"epoch": epoch + 1, "train_loss": total / seen, "train_accuracy": correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": time.perf_counter() - t0}
         history.append(row)
         log(_row(row))
-        cr.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
-                           scheduler=scheduler, epoch=epoch + 1, extra={"history": history})
+        if main:
+            cr.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
+                               scheduler=scheduler, epoch=epoch + 1,
+                               extra={"history": history})
     train_seconds = time.perf_counter() - started
     test_loss, test_acc = evaluate(model, *data.test, config.loss)
     log(f"test loss {test_loss:.4f}, test accuracy {test_acc:.2%} "
         f"({train_seconds:.1f} s training)")
 
+    if not main:
+        return {"test_loss": test_loss, "test_accuracy": test_acc, "history": history}
     spec = {"n_inputs": data.n_inputs, "hidden": list(config.hidden),
             "n_classes": data.n_classes, "activation": config.activation}
     cr.save(model.state_dict(), out / "model.safetensors",
@@ -259,6 +289,25 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         _write_report(flow, model, data, config, out, log)
     log(f"wrote {out}/model.safetensors, checkpoint.safetensors, metrics.json, curves.png")
     return metrics
+
+
+def _distributed(config):
+    if not config.distributed:
+        return None
+    from chainrule import distributed
+
+    return distributed
+
+
+def _shard_batches(dist, train, epoch, config):
+    """This rank's batches: its shard of the epoch, in pieces of batch_size / world size, so
+    that the ranks together take steps over the global batch size."""
+    X, y = train
+    idx = dist.shard(len(X), epoch, config.seed)
+    local = max(1, config.batch_size // dist.world_size())
+    for start in range(0, len(idx), local):
+        rows = idx[start:start + local]
+        yield cr.Tensor(X[rows]), cr.Tensor(y[rows])
 
 
 def _row(r) -> str:
