@@ -69,3 +69,19 @@ def test_a_failing_rank_ends_the_job_with_its_error():
     output = result.stdout + result.stderr
     assert "rank 1:" in output and "rank one broke on purpose" in output
     assert time.perf_counter() - start < 30
+
+
+@needs_mpi
+def test_resume_with_a_different_number_of_processes(tmp_path):
+    cmd = [sys.executable, "-m", "chainrule", "train", "--distributed", "--epochs", "2",
+           "--hidden", "32", "--out", str(tmp_path / "run"), "--no-progress"]
+    first = subprocess.run([MPIEXEC, "-n", "2"] + cmd + ["--stop-after", "1"],
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "resumed from" in second.stdout, second.stderr
+    resumed = cr.load(tmp_path / "run" / "model.safetensors")
+    _, reference = _train(tmp_path, "reference", 1)  # the same global batch throughout
+    for key in reference:
+        np.testing.assert_allclose(resumed[key].data, reference[key].data, rtol=1e-4,
+                                   atol=1e-5, err_msg=key)
