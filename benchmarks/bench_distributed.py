@@ -22,12 +22,12 @@ WORKER = "worker"
 
 
 def worker():
+    from threadpoolctl import threadpool_limits
+
     import chainrule as cr
     from chainrule import distributed as dist
     from chainrule import nn
     from chainrule.nn import functional as F
-
-    from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one core per process: two processes on two cores
     dist.init()
