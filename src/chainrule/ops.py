@@ -143,6 +143,22 @@ def _matmul_grad_y(g, ans, x, y):
     return x.swapaxes(-1, -2) @ g
 
 
+def _power_grad_x(g, ans, x, y):
+    # x^0 is constant: its gradient is 0 even at x = 0, where y x^(y-1) would be 0 * inf (nan).
+    if isinstance(y, (int, float)):
+        return g * 0 if y == 0 else g * y * x ** (y - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # only where the mask discards
+        return where(y == 0, 0, g * y * x ** (y - 1))
+
+
+def _power_grad_y(g, ans, x, y):
+    # At x = 0 with y >= 0, x^y ln(x) tends to 0 (PyTorch's value), not 0 * -inf.
+    if isinstance(x, (int, float)):
+        return g * 0 if x == 0 else g * ans * math.log(x)  # a Python float keeps float32
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return where(logical_and(x == 0, y >= 0), 0, g * ans * log(x))
+
+
 def _max_grad(g, ans, x, axis, keepdims, shape):
     # Ties share the gradient equally (as torch.amax and numpy's max semantics suggest).
     mask = equal_mask(x, _restore_dims(ans, shape, axis, keepdims), dtype=g.dtype)
@@ -210,9 +226,7 @@ divide = P("divide", np.true_divide,
            [lambda g, ans, x, y: g / y,
             lambda g, ans, x, y: -g * ans / y],                    # d(x/y)/dy = -x/y^2
            ["grad / y", "-grad * x / y^2"], broadcasts=True)
-power = P("power", np.power,
-          [lambda g, ans, x, y: g * y * x ** (y - 1),
-           lambda g, ans, x, y: g * ans * log(x)],
+power = P("power", np.power, [_power_grad_x, _power_grad_y],
           ["grad * y * x^(y-1)", "grad * x^y * ln(x)"], broadcasts=True)
 negative = P("negative", np.negative, [lambda g, ans, x: -g], ["-grad"])
 maximum = P("maximum", np.maximum,
@@ -562,8 +576,11 @@ def var(x, axis=None, keepdims=False, ddof=0):
 
 
 def std(x, axis=None, keepdims=False, ddof=0):
-    """Standard deviation: ``sqrt(var(x))``."""
-    return sqrt(var(x, axis, keepdims, ddof))
+    """Standard deviation: ``sqrt(var(x))``, with gradient 0 where it is 0 (as PyTorch) rather
+    than the nan of sqrt's infinite slope times var's zero one."""
+    v = var(x, axis, keepdims, ddof)
+    positive = v > 0
+    return where(positive, sqrt(where(positive, v, 1)), 0)
 
 
 def argmax(x, axis=None, keepdims=False):

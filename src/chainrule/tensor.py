@@ -400,7 +400,7 @@ class Tensor:
         return _ops.var(self, axis, keepdims, ddof)
 
     def std(self, axis=None, keepdims=False, ddof=0):
-        return _ops.sqrt(_ops.var(self, axis, keepdims, ddof))
+        return _ops.std(self, axis, keepdims, ddof)
 
     def logsumexp(self, axis=None, keepdims=False):
         return _ops.logsumexp(self, axis, keepdims)

@@ -72,6 +72,30 @@ def _watch(args, nums, where):
     return args, nested
 
 
+def _depends_on_outer(out, watched) -> bool:
+    """True when ``out`` also depends on a tensor that requires grad other than ``watched``.
+
+    ``f`` may close over such a tensor (an outer transform's variable, a model parameter): the
+    gradient must then be recorded, or d(grad)/d(that tensor) would silently come out as zero.
+    """
+    if not autograd.is_grad_enabled() or not isinstance(out, Tensor) or out.grad_fn is None:
+        return False
+    own = {id(t) for t in watched}
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        for p in node.parents:
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if isinstance(p, Tensor):
+                if id(p) not in own:
+                    return True
+            else:
+                stack.append(p)
+    return False
+
+
 def _zeros_for(t):
     return Tensor._wrap(np.zeros_like(t.data))
 
@@ -89,6 +113,7 @@ def value_and_grad(f, argnums=0):
             raise TypeError(f"grad: f must return a one-element Tensor, got "
                             f"{type(out).__name__} of shape {np.shape(out)}")
         targets = [watched[i] for i in nums]
+        nested = nested or _depends_on_outer(out, targets)
         grads = gradients(out, targets, create_graph=nested) if out.requires_grad else [None] * len(
             targets)
         grads = [_zeros_for(t) if g is None else g for g, t in zip(grads, targets)]
@@ -118,6 +143,7 @@ def vjp(f, *primals):
         out = f(*watched)
     if not isinstance(out, Tensor):
         raise TypeError(f"vjp: f must return a Tensor, got {type(out).__name__}")
+    nested = nested or _depends_on_outer(out, watched)
 
     def vjp_fn(v):
         if not out.requires_grad:
@@ -142,6 +168,7 @@ def jacobian(f, argnums=0):
         if not isinstance(out, Tensor):
             raise TypeError(f"jacobian: f must return a Tensor, got {type(out).__name__}")
         targets = [watched[i] for i in nums]
+        nested = nested or _depends_on_outer(out, targets)
         rows = [[] for _ in targets]
         for k in range(out.size):
             onehot = np.zeros(out.size, dtype=out.dtype)
