@@ -77,3 +77,14 @@ def test_values_of_large_tensors_are_summarised():
     W = cr.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
     source = cr.draw(cr.tanh(W).sum()).source
     assert "mean 5.5 min 0 max 11" in source
+
+
+def test_collapse_puts_each_layer_in_one_box():
+    model = cr.nn.Sequential(cr.nn.Linear(4, 8), cr.nn.ReLU(), cr.nn.Linear(8, 3))
+    loss = cr.nn.functional.cross_entropy(model(cr.randn(5, 4)), np.array([0, 1, 2, 0, 1]))
+    full = cr.draw(loss, names=dict(model.named_parameters())).source
+    collapsed = cr.draw(loss, collapse=model).source
+    assert "0 (Linear)" in collapsed and "2 (Linear)" in collapsed
+    assert "weight" not in collapsed and "0.weight" in full
+    assert collapsed.count("->") < full.count("->")
+    assert "<relu<br/>" in collapsed  # the activation between the layers stays visible

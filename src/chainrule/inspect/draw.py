@@ -90,13 +90,39 @@ def _paths_from(graph, param):
     return on_path
 
 
+def _module_members(graph, collapse):
+    """{id(leaf or node): box name} for collapsing modules into one box each.
+
+    The heuristic: a module's box holds its parameters and every operation that reads one of
+    them directly (the matmul and bias add of a Linear, the scale and shift of a norm layer).
+    """
+    modules = collapse if isinstance(collapse, (list, tuple)) else [collapse]
+    owner = {}
+    for module in modules:
+        for name, p in module.named_parameters():
+            prefix = name.rpartition(".")[0]
+            sub = module
+            for part in prefix.split(".") if prefix else []:
+                sub = sub._modules[part]
+            owner[id(p)] = f"{prefix or 'model'} ({type(sub).__name__})"
+    members = {k: v for k, v in owner.items()}
+    for node in graph.nodes:
+        for p in node.parents:
+            if p is not None and id(p) in owner:
+                members[id(node)] = owner[id(p)]
+                break
+    return members
+
+
 def draw(tensor, *, show_values=True, show_grads=True, highlight=None, names=None,
-         max_nodes=MAX_NODES, title=None) -> Drawing:
+         collapse=None, max_nodes=MAX_NODES, title=None) -> Drawing:
     """The graph that produced ``tensor`` as a `Drawing` (see the module docstring).
 
     ``highlight``: a leaf tensor; the paths from it to the output are drawn in red.
     ``names``: {label: tensor} to name leaves (parameters of a Module are named automatically
     when you pass ``names=dict(model.named_parameters())``).
+    ``collapse``: an ``nn.Module`` (or a list of them): each submodule that owns parameters
+    becomes one box holding its parameters and the operations that read them.
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"draw: expected a Tensor, got {type(tensor).__name__}")
@@ -114,8 +140,17 @@ def draw(tensor, *, show_values=True, show_grads=True, highlight=None, names=Non
 
     ids = {}
     lines = ["digraph chainrule {", '  rankdir=LR; node [fontname="Helvetica" fontsize=10];']
+    members = _module_members(graph, collapse) if collapse is not None else {}
+    boxes = {}
+    for box in dict.fromkeys(members.values()):
+        boxes[box] = f"module{len(boxes)}"
+        lines.append(f'  {boxes[box]} [shape=box3d style="filled" fillcolor="#e8f5e9" '
+                     f"label={_label([box])}];")
     for i, leaf in enumerate(graph.leaves):
         ids[id(leaf)] = f"leaf{i}"
+        if id(leaf) in members:
+            ids[id(leaf)] = boxes[members[id(leaf)]]
+            continue
         name = labels.get(id(leaf)) or leaf.name or f"leaf {i}"
         kind = "parameter" if leaf.requires_grad else "input"
         text = [f"{name} ({kind})", _meta(leaf.data)]
@@ -128,6 +163,9 @@ def draw(tensor, *, show_values=True, show_grads=True, highlight=None, names=Non
         lines.append(f"  {ids[id(leaf)]} [{style}{pen} label={_label(text)}];")
     for i, node in enumerate(graph.nodes):
         ids[id(node)] = f"op{i}"
+        if id(node) in members:
+            ids[id(node)] = boxes[members[id(node)]]
+            continue
         text = [op_name(node)]
         if node.ans is not None:
             text.append(_meta(node.ans))
@@ -143,6 +181,8 @@ def draw(tensor, *, show_values=True, show_grads=True, highlight=None, names=Non
     for node in graph.nodes:
         names_in = input_names(node)
         for i, parent in graph.parents(node):
+            if ids[id(parent)] == ids[id(node)]:
+                continue  # inside one collapsed module
             edge = f'label="{names_in[i] if i < len(names_in) else i}" fontsize=8'
             if id(parent) in on_path and id(node) in on_path:
                 edge += ' color="red" penwidth=2'
@@ -150,7 +190,7 @@ def draw(tensor, *, show_values=True, show_grads=True, highlight=None, names=Non
     if title:
         lines.append(f'  labelloc=t; label="{html.escape(title)}";')
     lines.append("}")
-    return Drawing("\n".join(lines) + "\n", count)
+    return Drawing("\n".join(dict.fromkeys(lines)) + "\n", count)
 
 
 class Drawing:
