@@ -290,3 +290,30 @@ def test_checkpoint_sequential_takes_a_container_with_children():
     plain = _grads(_params(layers) + [x])
     checkpoint_sequential(Container(layers), 2, x).sum().backward()
     assert all(np.array_equal(a, b) for a, b in zip(plain, _grads(_params(layers) + [x])))
+
+
+def test_checkpoint_sequential_with_real_dropout_and_batchnorm():
+    from chainrule import nn
+
+    def make():
+        cr.manual_seed(11)
+        return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3),
+                             nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+
+    x = cr.tensor(np.random.default_rng(0).standard_normal((5, 6)))
+    results = []
+    for checkpointed in (False, True):
+        model = make().double()
+        cr.manual_seed(99)
+        out = nn.checkpoint_sequential(model, 2, x) if checkpointed else model(x)
+        (out * out).sum().backward()
+        results.append((out.data, [p.grad.data for p in model.parameters()],
+                        model[1].running_mean.data.copy(), model[1].num_batches_tracked
+                        if hasattr(model[1], "num_batches_tracked") else None))
+    (out_a, grads_a, mean_a, count_a), (out_b, grads_b, mean_b, count_b) = results
+    np.testing.assert_array_equal(out_a, out_b)
+    for ga, gb in zip(grads_a, grads_b):
+        np.testing.assert_array_equal(ga, gb)  # same dropout mask in the recomputation
+    np.testing.assert_array_equal(mean_a, mean_b)  # running statistics moved once, not twice
+    if count_a is not None:
+        assert count_a.item() == count_b.item() == 1
