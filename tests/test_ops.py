@@ -424,6 +424,7 @@ KINKS = [
      [np.array([0.0, 0.0, 2.0, 0.0]), np.array([2.0, 0.0, 0.0, 0.5])]),
     ("pow_exponent_0", lambda x: x ** 0.0, lambda x: x ** 0.0, [np.array([0.0, 1.0])]),
     ("rpow_base_0", lambda x: 0.0 ** x, lambda x: 0.0 ** x, [np.array([1.0, 2.0])]),
+    ("rpow_negative_base", lambda x: (-2.0) ** x, lambda x: (-2.0) ** x, [np.array([2.0])]),
     ("std_of_constant", lambda x: cr.std(x, 1), lambda x: torch.std(x, 1, correction=0),
      [np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]])]),
     ("std_method_all_equal", lambda x: x.std(), lambda x: x.std(correction=0),
@@ -490,6 +491,15 @@ def test_sign_isnan_logical_ops_have_no_gradient():
                 (x > 0) | (x < 1)):
         assert out.grad_fn is None and not out.requires_grad
     np.testing.assert_array_equal(cr.isnan(x).data, [False, False, True])
+
+
+def test_logical_ops_with_array_or_bool_on_the_left():
+    x = cr.tensor([1.0, -1.0, 2.0])
+    for out, want in ((np.array([True, True, False]) & (x > 0), [True, False, False]),
+                      (True & (x > 0), [True, False, True]),
+                      (np.array([False, True, False]) | (x > 1), [False, True, True])):
+        assert isinstance(out, cr.Tensor) and out.dtype == np.bool_
+        np.testing.assert_array_equal(out.data, want)
 
 
 def test_where_with_tensor_condition_routes_gradient():

@@ -154,7 +154,9 @@ def _power_grad_x(g, ans, x, y):
 def _power_grad_y(g, ans, x, y):
     # At x = 0 with y >= 0, x^y ln(x) tends to 0 (PyTorch's value), not 0 * -inf.
     if isinstance(x, (int, float)):
-        return g * 0 if x == 0 else g * ans * math.log(x)  # a Python float keeps float32
+        if x == 0:
+            return g * 0
+        return g * ans * (math.log(x) if x > 0 else math.nan)  # a Python float keeps float32
     with np.errstate(divide="ignore", invalid="ignore"):
         return where(logical_and(x == 0, y >= 0), 0, g * ans * log(x))
 

@@ -377,6 +377,12 @@ class Tensor:
     def __or__(self, other):
         return _ops.logical_or(self, other)
 
+    def __rand__(self, other):  # ndarray & Tensor: NumPy defers to us (__array_ufunc__ = None)
+        return _ops.logical_and(other, self)
+
+    def __ror__(self, other):
+        return _ops.logical_or(other, self)
+
     def __invert__(self):
         return _ops.logical_not(self)
 
