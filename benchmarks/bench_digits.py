@@ -66,6 +66,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="/tmp/chainrule-bench-digits")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected a positive integer, got {args.repeats}")
     import torch
 
     torch.set_num_threads(1)  # as chainrule for a model this small (threads only cost here)

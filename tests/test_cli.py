@@ -40,6 +40,15 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert all(np.array_equal(a[k].data, b[k].data) for k in a)
 
 
+def test_evaluate_uses_the_test_split_of_the_seed_the_model_was_trained_with(tmp_path, capsys):
+    args = ["--epochs", "1", "--hidden", "8", "--no-progress", "--seed", "3"]
+    assert main(["train", "--out", str(tmp_path)] + args) == 0
+    accuracy = json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"]
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "model.safetensors")]) == 0
+    assert f"accuracy {accuracy:.2%}" in capsys.readouterr().out
+
+
 def test_trains_on_idx_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for split, n in (("train", 120), ("t10k", 40)):
@@ -63,24 +72,47 @@ def test_trains_on_idx_files(tmp_path, capsys):
     (["train", "--lr", "-1"], "--lr: expected a finite number > 0"),
     (["train", "--epochs", "0"], "--epochs: expected a positive integer"),
     (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["train", "--seed", "-3"], "--seed: expected a non-negative integer, got -3"),
+    (["train", "--momentum", "0.5"], "--momentum: only rmsprop and sgd take a momentum, not adam"),
 ])
 def test_bad_options_exit_2_and_say_why(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors exit from inside parse_args
+        code = exit_info.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["evaluate", "missing.safetensors"], "model file missing.safetensors does not exist"),
     (["train", "--data", "no-such-dir", "--no-progress"], "is not a directory"),
+    (["train", "--out", "a-file", "--no-progress"], "--out: a-file exists and is not a directory"),
+    (["predict", "missing.safetensors"], "model file missing.safetensors does not exist"),
 ])
 def test_runtime_failures_exit_1_without_traceback(argv, message, capsys, tmp_path,
                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a directory")
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_resume_with_other_options_exits_1_and_names_them(tmp_path, capsys):
+    common = ["train", "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
+    assert main(common + ["--hidden", "8", "--stop-after", "1"]) == 0
+    capsys.readouterr()
+    assert main(common + ["--hidden", "16", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "--resume:" in err and "--hidden 8 there, 16 now" in err and "Traceback" not in err
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("train", "evaluate", "predict"))
 
 
 def test_python_dash_m_runs_the_command():

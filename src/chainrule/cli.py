@@ -13,18 +13,29 @@ import sys
 import numpy as np
 
 
-def _positive_int(name):
+def _integer(name, minimum):
+    """An argparse type: an integer >= minimum ("positive" for 1, "non-negative" for 0)."""
+    kind = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {value}")
         return value
 
     parse.__name__ = name
     return parse
+
+
+class UsageError(Exception):
+    """A combination of options that cannot work: exit code 2, like argparse's own errors."""
+
+
+def _positive_int(name):
+    return _integer(name, 1)
 
 
 def _hidden(text):
@@ -72,12 +83,13 @@ def _add_train(sub):
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.002 for adam/adamw, 0.05 for sgd, "
                         "0.001 for rmsprop)")
-    p.add_argument("--momentum", type=_non_negative_float, default=0.9,
-                   help="momentum for sgd and rmsprop")
+    p.add_argument("--momentum", type=_non_negative_float, default=None,
+                   help="momentum for sgd (default 0.9) and rmsprop (default 0)")
     p.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
     p.add_argument("--epochs", type=_positive_int("epochs"), default=30)
     p.add_argument("--batch-size", type=_positive_int("batch size"), default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_integer("seed", 0), default=0,
+                   help="seeds the initialisation, the shuffling and the data split")
     p.add_argument("--data", default=None,
                    help="directory of MNIST / Fashion-MNIST IDX files (plain or .gz)")
     p.add_argument("--out", default="runs/latest", help="output directory")
@@ -98,7 +110,11 @@ def _add_train(sub):
 
 
 def _train(args) -> int:
-    from chainrule.training import Config, fit
+    from chainrule.training import DEFAULT_MOMENTUM, Config, fit
+
+    if args.momentum is not None and args.optimizer not in DEFAULT_MOMENTUM:
+        raise UsageError(f"--momentum: only {' and '.join(sorted(DEFAULT_MOMENTUM))} take a "
+                         f"momentum, not {args.optimizer} (its betas play that part)")
 
     config = Config(hidden=args.hidden, activation=args.activation, loss=args.loss,
                     optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -176,6 +192,21 @@ def _predict(args) -> int:
     return 0
 
 
+def _inspect_commands():
+    """The `graph` and `explain` commands' module, or None where it is not installed."""
+    try:
+        from chainrule.inspect import commands
+    except ImportError as exc:
+        # Only "that module is not there" means "no such commands"; any other failed import
+        # inside it is a bug that must show.
+        missing = exc.name == "chainrule.inspect.commands" or (
+            exc.name == "chainrule.inspect" and "'commands'" in str(exc))
+        if not missing:
+            raise
+        return None
+    return commands
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule", description="Backpropagation you can see, trust and train with.")
@@ -183,10 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
-    try:
-        from chainrule.inspect import commands
-    except ImportError:
-        commands = None
+    commands = _inspect_commands()
     if commands is not None:
         commands.register(sub)
     return parser
@@ -200,6 +228,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"chainrule {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
