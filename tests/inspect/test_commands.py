@@ -16,6 +16,25 @@ def test_graph_of_seed_003(tmp_path, capsys):
     assert "sigmoid" in text and "w4" in text
 
 
+@pytest.mark.parametrize("example,expected", [
+    ("seed-002", "grad [-0.2, 0.1, 0.1]"),  # q - y for p = (0.8, 0.1, 0.1), class 0
+    ("seed-004", "grad -0.08667"),  # dC/dw of seed 004
+    ("seed-003", "x1 (input)"),
+])
+def test_graph_writes_dot_with_the_gradients(tmp_path, capsys, example, expected):
+    out = tmp_path / "g.dot"
+    assert main(["graph", "--example", example, "--out", str(out)]) == 0
+    assert expected in out.read_text()
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_graph_writes_png(tmp_path):
+    out = tmp_path / "g.png"
+    assert main(["graph", "--example", "seed-004", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_explain_seed_004_prints_the_seed_formula_and_writes_files(tmp_path, capsys):
     md, page = tmp_path / "e.md", tmp_path / "p.html"
     assert main(["explain", "--example", "seed-004", "--markdown", str(md),

@@ -36,7 +36,7 @@ def test_draw_does_not_touch_grad_and_works_before_backward():
     loss, w = seed003()
     source = cr.draw(loss, names=w).source
     assert all(t.grad is None for t in w.values())
-    assert "grad 1." in source  # d loss / d loss, from the extra walk
+    assert "grad 1>" in source  # d loss / d loss, from the extra walk
     loss.backward()
     assert w["w1"].grad is not None
 
@@ -49,6 +49,9 @@ def test_highlight_marks_only_the_paths_from_the_parameter():
     assert not any("w1 (parameter)" in line for line in red)
     assert not any(line.strip().startswith("leaf") and "->" in line and "w1" in line
                    for line in red)
+    # w4 -> add -> sigmoid -> subtract -> power: exactly four edges on the path
+    assert sum("->" in line for line in red) == 4
+    assert sum("->" not in line for line in red) == 5  # w4 and the four operations
 
 
 def test_large_graph_is_capped_with_a_message():
@@ -87,4 +90,92 @@ def test_collapse_puts_each_layer_in_one_box():
     assert "0 (Linear)" in collapsed and "2 (Linear)" in collapsed
     assert "weight" not in collapsed and "0.weight" in full
     assert collapsed.count("->") < full.count("->")
+    assert collapsed.count(" label=<") < full.count(" label=<")  # fewer nodes
     assert "<relu<br/>" in collapsed  # the activation between the layers stays visible
+
+
+def test_trace_shows_every_forward_value_input_and_constant():
+    from chainrule.inspect.examples import seed_003
+
+    loss, names = seed_003()  # built inside cr.inspect.trace()
+    source = cr.draw(loss, names=names).source
+    # multiply keeps no forward result of its own: the values come from the trace
+    assert "<multiply<br/>() float32<br/>value 0.5<br/>" in source
+    assert "<multiply<br/>() float32<br/>value -0.3<br/>" in source
+    assert "x1 (input)" in source and "x2 (input)" in source
+    assert "ellipse" in source.split("x1 (input)")[0].splitlines()[-1]
+    assert "y = 2<br/>" in source  # the label y = 2 of seed 003, a constant of the subtraction
+    assert "sigmoid = f" in source and "power = L" in source
+
+
+def test_trace_restores_the_anomaly_hook_and_chains_to_detect_anomaly():
+    from chainrule import autograd
+
+    before = (autograd.anomaly.enabled, autograd.anomaly.on_forward)
+    x = cr.tensor([-1.0], requires_grad=True)
+    with cr.detect_anomaly(), cr.inspect.trace(), np.errstate(invalid="ignore"):
+        with pytest.raises(cr.inspect.AnomalyError, match="log"):
+            cr.log(x)
+        y = cr.exp(x) * 3.0
+    assert (autograd.anomaly.enabled, autograd.anomaly.on_forward) == before
+    assert "y = 3<br/>" in cr.draw(y.sum()).source  # the constant factor, remembered by trace
+
+
+def test_inputs_without_grad_are_drawn_from_what_the_graph_saved():
+    x = cr.tensor([1.0, 2.0])
+    x.name = "pixels"
+    w = cr.tensor([0.5, 0.5], requires_grad=True)
+    source = cr.draw((w * x).sum()).source  # no trace: multiply saved x for w's rule
+    line = next(line for line in source.splitlines() if "pixels (input)" in line)
+    assert "shape=ellipse" in line and "#eeeeee" in line
+    assert "style=dashed" in source
+
+
+def test_shared_leaves_of_big_graphs_are_drawn_once_per_use():
+    w = cr.tensor(1.0, requires_grad=True)
+    w.name = "w"
+    h = w
+    for _ in range(150):
+        h = h * w + 0.5
+    drawing = cr.draw(h)
+    assert drawing.message is None
+    assert drawing.source.count("w (parameter)") == 151  # one copy per use
+    small = cr.draw(w * w + w)
+    assert small.source.count("w (parameter)") == 1
+
+
+def test_capped_drawing_renders_its_message_quickly(tmp_path):
+    x = cr.tensor(1.0, requires_grad=True)
+    h = x
+    for _ in range(300):
+        h = cr.tanh(h)
+    drawing = cr.draw(h, max_nodes=100)
+    assert drawing.node_count == 301
+    assert "more than max_nodes=100" in drawing.message
+    assert drawing.save(tmp_path / "g.dot").read_text().count("->") == 0
+
+
+def test_bad_arguments_name_the_operation():
+    with pytest.raises(TypeError, match="draw: expected a Tensor, got list"):
+        cr.draw([1.0])
+    w = cr.tensor(1.0, requires_grad=True)
+    with pytest.raises(TypeError, match="draw: collapse expects nn.Module"):
+        cr.draw(w * 2.0, collapse="model")
+    with pytest.raises(ValueError, match=r"cannot save as '\.jpeg'"):
+        cr.draw(w * 2.0).save("graph.jpeg")
+
+
+def test_drawing_runs_no_user_hook_and_leaves_retained_grads_alone():
+    loss, w = seed003()
+    calls = []
+    w["w1"].register_hook(lambda g: calls.append("leaf"))
+    hidden = w["w3"] * 2.0
+    hidden.retain_grad()
+    hidden.register_hook(lambda g: calls.append("node"))
+    total = loss + hidden
+    cr.draw(total, names=w)
+    assert calls == [] and hidden.grad is None
+    total.backward(retain_graph=True)
+    assert sorted(calls) == ["leaf", "node"] and hidden.grad.item() == 1.0
+    cr.draw(total, names=w)
+    assert len(calls) == 2 and hidden.grad.item() == 1.0  # hooks given back, not re-run

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import chainrule as cr
 from chainrule import nn
@@ -68,3 +69,38 @@ def test_update_ratio_is_the_relative_size_of_the_step():
     flow.step()
     expected = np.linalg.norm(np.full((2, 3), 0.1)) / np.linalg.norm(before - 0.1)
     assert np.isclose(flow.history["weight"][0]["update_ratio"], expected, rtol=1e-5)
+
+
+class _StandIn:
+    """Anything with named_parameters() can be recorded."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def named_parameters(self):
+        return list(self.params.items())
+
+
+def test_growing_gradients_are_flagged_as_exploding():
+    w = cr.tensor(np.ones((3, 3), np.float32), requires_grad=True)
+    flow = GradientFlow(_StandIn(**{"0.weight": w}))
+    for step in range(8):
+        w.grad = cr.tensor(np.full((3, 3), 0.01 * 4.0 ** step, np.float32))
+        flow.step()
+    warnings = flow.warnings()
+    assert any(w.startswith("exploding gradient: 0.weight's gradient norm grew") for w in warnings)
+    assert len(flow.history["0.weight"]) == 8
+
+
+def test_steady_gradients_are_not_flagged():
+    w = cr.tensor(np.ones((3, 3), np.float32), requires_grad=True)
+    flow = GradientFlow(_StandIn(w=w))
+    for step in range(8):
+        w.grad = cr.tensor(np.full((3, 3), 0.1 + 0.01 * step, np.float32))
+        flow.step()
+    assert flow.warnings() == []
+
+
+def test_a_model_without_trainable_parameters_is_refused():
+    with pytest.raises(ValueError, match="GradientFlow: the model has no parameters"):
+        GradientFlow(_StandIn(w=cr.tensor([1.0])))

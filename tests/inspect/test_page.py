@@ -53,8 +53,14 @@ def test_page_in_a_headless_browser(tmp_path):
         page.goto(path.resolve().as_uri())
         assert "step 1 of" in page.inner_text("#counter")
         assert "power" in page.inner_text("#view")
+        if shutil.which("dot"):  # the node of the current step is marked in the drawing
+            assert page.text_content("#graph g.node.current title") == "op0"
         page.click("#next")
         assert "subtract" in page.inner_text("#view")
+        if shutil.which("dot"):
+            assert page.text_content("#graph g.node.current title") == "op1"
+        page.click("#prev")
+        assert "power" in page.inner_text("#view")
         page.click("#end")
         rows = page.query_selector_all("#leaf-grads tr[data-name]")
         shown = {r.get_attribute("data-name"): float(r.get_attribute("data-values"))
@@ -65,3 +71,14 @@ def test_page_in_a_headless_browser(tmp_path):
     assert set(shown) == {"w1", "w2", "w3", "w4"}
     for name, value in shown.items():
         np.testing.assert_allclose(value, names[name].grad.item(), rtol=1e-6)
+
+
+def test_recording_runs_no_user_hook():
+    loss, names = seed_004()
+    names["o"].retain_grad()
+    calls = []
+    names["w"].register_hook(lambda g: calls.append(g))
+    record_backward(loss, names)
+    assert calls == [] and names["o"].grad is None
+    loss.backward()
+    assert len(calls) == 1 and names["o"].grad is not None

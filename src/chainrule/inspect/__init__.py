@@ -1,5 +1,5 @@
 from chainrule.inspect.anomaly import AnomalyError, detect_anomaly  # noqa: F401
-from chainrule.inspect.draw import Drawing, draw  # noqa: F401
+from chainrule.inspect.draw import Drawing, draw, trace  # noqa: F401
 from chainrule.inspect.explain import Explanation, explain  # noqa: F401
 from chainrule.inspect.flow import GradientFlow  # noqa: F401
 from chainrule.inspect.gradcheck import GradcheckError, gradcheck  # noqa: F401

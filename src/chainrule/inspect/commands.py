@@ -41,9 +41,12 @@ def _source(args):
     if x.shape[1] != spec["n_inputs"]:
         raise ValueError(f"--input: the model takes {spec['n_inputs']} numbers, the file has "
                          f"{x.shape[1]}")
-    logits = model(cr.tensor(x))
-    label = int(logits.data.argmax()) if args.label is None else args.label
-    loss = cr.nn.functional.cross_entropy(logits, np.array([label]))
+    sample = cr.tensor(x)
+    sample.name = "input"
+    with cr.inspect.trace():  # one sample: keeping every forward value costs little
+        logits = model(sample)
+        label = int(logits.data.argmax()) if args.label is None else args.label
+        loss = cr.nn.functional.cross_entropy(logits, np.array([label]))
     names = dict(model.named_parameters())
     names["loss"] = loss
     first_weight = next(name for name, p in model.named_parameters() if p.ndim == 2)
@@ -58,7 +61,10 @@ def _graph(args) -> int:
     if out.suffix.lower() in (".svg", ".png") and shutil.which("dot") is None:
         out = out.with_suffix(".dot")
         print("Graphviz's dot is not installed: writing the DOT source instead")
+    loss.backward(retain_graph=True)  # the leaves show their .grad; the graph stays drawable
     drawing = cr.draw(loss, names=names)
+    if drawing.message:
+        print(drawing.message)
     drawing.save(out)
     print(f"wrote {out} ({drawing.node_count} nodes)")
     return 0

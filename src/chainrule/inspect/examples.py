@@ -2,6 +2,8 @@
 
 Each function returns ``(loss, tensors)``: the output to draw or explain and the named tensors
 that take part (leaves and a few intermediates), so drawings and formulas use the seeds' names.
+The graphs are built inside `chainrule.inspect.trace`, so drawings show every forward value,
+input and constant, as the seeds' write-ups do.
 """
 
 from __future__ import annotations
@@ -9,33 +11,39 @@ from __future__ import annotations
 import numpy as np
 
 import chainrule as cr
+from chainrule.inspect.draw import trace
 
 
 def seed_003():
     """Seed 003: f = A(w3 A(w1 x1 + w2 x2) + w4), x = (1, 1), y = 2, squared error."""
     x1, x2 = cr.tensor(1.0), cr.tensor(1.0)
+    x1.name, x2.name = "x1", "x2"
     w1, w2, w3, w4 = (cr.tensor(v, requires_grad=True) for v in (0.5, -0.3, 0.8, 0.1))
-    z = cr.sigmoid(w1 * x1 + w2 * x2)
-    f = cr.sigmoid(w3 * z + w4)
-    loss = (f - 2.0) ** 2
+    with trace():
+        z = cr.sigmoid(w1 * x1 + w2 * x2)
+        f = cr.sigmoid(w3 * z + w4)
+        loss = (f - 2.0) ** 2
     return loss, {"w1": w1, "w2": w2, "w3": w3, "w4": w4, "z": z, "f": f, "L": loss}
 
 
 def seed_004():
     """Seed 004: z = w o_prev + b, o = sigmoid(z), C = (o - t)^2."""
     o_prev, t = cr.tensor(0.5), 0.9
+    o_prev.name = "o_prev"
     w, b = cr.tensor(0.8, requires_grad=True), cr.tensor(-0.2, requires_grad=True)
-    z = w * o_prev + b
-    o = cr.sigmoid(z)
-    error = o - t
-    C = error ** 2
+    with trace():
+        z = w * o_prev + b
+        o = cr.sigmoid(z)
+        error = o - t
+        C = error ** 2
     return C, {"w": w, "b": b, "o_prev": o_prev, "z": z, "o": o, "(o - t)": error, "C": C}
 
 
 def seed_002():
     """Seed 002: logits whose softmax is p = (0.8, 0.1, 0.1), label y = class 0: L = -ln 0.8."""
     z = cr.tensor(np.log(np.array([0.8, 0.1, 0.1])), requires_grad=True)
-    loss = cr.nn.functional.cross_entropy(z, np.array(0))
+    with trace():
+        loss = cr.nn.functional.cross_entropy(z, np.array(0))
     return loss, {"z": z, "L": loss}
 
 

@@ -18,6 +18,7 @@ VANISHING_RATIO = 1e-3  # first layer's gradient norm / last layer's, below whic
 VANISHING_ABSOLUTE = 1e-7
 EXPLODING = 1e3
 DEAD_UNITS = 0.9  # fraction of a layer's units with an all-zero gradient
+GROWTH = 1e2  # late gradient norms / early ones, above which the gradient is called exploding
 
 
 class GradientFlow:
@@ -81,6 +82,9 @@ class GradientFlow:
                 found.append(f"vanishing gradient: {name} has gradient norm {s['grad_norm']:.2e}")
             if s["grad_norm"] > EXPLODING or not np.isfinite(s["grad_norm"]):
                 found.append(f"exploding gradient: {name} has gradient norm {s['grad_norm']:.2e}")
+            elif (growth := _growth(self.history[name])) is not None:
+                found.append(f"exploding gradient: {name}'s gradient norm grew {growth:.0f}x "
+                             f"over {len(self.history[name])} steps")
         if len(layers) >= 2:
             first, last = summary[layers[0]]["grad_norm"], summary[layers[-1]]["grad_norm"]
             if last > 0 and first / last < VANISHING_RATIO:
@@ -90,6 +94,7 @@ class GradientFlow:
         return found
 
     def to_dict(self) -> dict:
+        """Everything recorded, as saved in gradient-flow.json."""
         return {"steps": self.steps, "history": self.history, "summary": self.summary(),
                 "warnings": self.warnings()}
 
@@ -134,3 +139,16 @@ class GradientFlow:
         path.write_text(json.dumps(self.to_dict(), indent=1))
         self.plot(out_dir)
         return path
+
+
+def _growth(records) -> float | None:
+    """How many times the gradient norm grew from the first quarter of training to the last,
+    when that is more than `GROWTH` (at least 4 steps), else None."""
+    norms = [r["grad_norm"] for r in records]
+    if len(norms) < 4:
+        return None
+    k = max(1, len(norms) // 4)
+    early, late = float(np.mean(norms[:k])), float(np.mean(norms[-k:]))
+    if early > 0 and np.isfinite(late) and late / early > GROWTH:
+        return late / early
+    return None

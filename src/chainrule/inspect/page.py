@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from chainrule import autograd
+from chainrule.inspect.draw import draw, only_our_hooks
 from chainrule.inspect.graph import formulas, input_names, op_name, walk
 from chainrule.tensor import Tensor
 
@@ -46,20 +47,23 @@ def record_backward(loss, names=None):
         raise RuntimeError("write_page: the graph's saved values were freed by backward(); "
                            "call it before backward() or use backward(retain_graph=True)")
     labels = {id(t): name for name, t in (names or {}).items()}
-    node_label = {}
+    named = {id(t.grad_fn): name for name, t in (names or {}).items()
+             if isinstance(t, Tensor) and t.grad_fn is not None}
+    node_label, dot_id = {}, {}
     for i, node in enumerate(graph.nodes):
-        node_label[node] = f"{op_name(node)} #{len(graph.nodes) - i}"
+        node_label[node] = f"{op_name(node)} #{len(graph.nodes) - i}" + (
+            f" ({named[id(node)]})" if id(node) in named else "")
+        dot_id[node] = f"op{i}"  # the id `draw` gives the same node (both use walk's order)
     leaf_label = {id(leaf): labels.get(id(leaf)) or leaf.name or f"leaf {i}"
                   for i, leaf in enumerate(graph.leaves)}
 
     upstream, steps = {}, []
-    hooks = []
-    for node in graph.nodes:
-        if node.hooks is None:
-            node.hooks = {}
-        key = ("chainrule.page", id(node))
-        node.hooks[key] = (lambda n: lambda g: upstream.__setitem__(n, g.data.copy()))(node)
-        hooks.append((node, key))
+
+    def keeper(node):
+        def keep(g):
+            upstream[node] = np.array(g.data, copy=True)
+
+        return keep
 
     def on_backward(node, grads):
         g = upstream.get(node)
@@ -74,20 +78,20 @@ def record_backward(loss, names=None):
             flows.append({"input": names_in[i] if i < len(names_in) else str(i),
                           "to": target, "formula": rules[i] if i < len(rules) else "",
                           "local": _local(g, gi), "gradient": _show(gi)})
-        steps.append({"node": node_label[node], "upstream": _show(g), "flows": flows})
+        steps.append({"node": node_label[node], "dot_id": dot_id[node], "upstream": _show(g),
+                      "flows": flows})
 
     saved = (autograd.anomaly.enabled, autograd.anomaly.on_forward, autograd.anomaly.on_backward)
     autograd.anomaly.enabled = True
     autograd.anomaly.on_forward = lambda *args: None
     autograd.anomaly.on_backward = on_backward
     try:
-        totals = autograd.backward([loss], [np.ones_like(loss.data)], retain_graph=True,
-                                   inputs=list(graph.leaves))
+        with only_our_hooks(graph, keeper):
+            totals = autograd.backward([loss], [np.ones_like(loss.data)], retain_graph=True,
+                                       inputs=list(graph.leaves))
     finally:
         (autograd.anomaly.enabled, autograd.anomaly.on_forward,
          autograd.anomaly.on_backward) = saved
-        for node, key in hooks:
-            node.hooks.pop(key, None)
     leaves = [{"name": leaf_label[id(leaf)], "gradient": _show(g.data),
                "values": np.asarray(g.data, np.float64).ravel().tolist()}
               for leaf, g in zip(graph.leaves, totals) if g is not None]
@@ -100,9 +104,17 @@ let at = 0;
 const view = document.getElementById('view');
 const counter = document.getElementById('counter');
 function esc(s) { const d = document.createElement('div'); d.textContent = s; return d.innerHTML; }
+function mark(id) {
+  // the SVG that dot writes names each node by a <title> holding its DOT id
+  document.querySelectorAll('#graph g.node').forEach(g => {
+    const title = g.querySelector('title');
+    g.classList.toggle('current', title !== null && title.textContent === id);
+  });
+}
 function show() {
   const total = data.steps.length + 1;
   counter.textContent = 'step ' + (at + 1) + ' of ' + total;
+  mark(at < data.steps.length ? data.steps[at].dot_id : null);
   if (at < data.steps.length) {
     const s = data.steps[at];
     let rows = s.flows.map(f => '<tr><td>' + esc(f.input) + ' &rarr; ' + esc(f.to) +
@@ -130,6 +142,8 @@ show();
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 #graph svg { max-width: 100%; height: auto; }
+#graph g.node.current polygon, #graph g.node.current path, #graph g.node.current ellipse {
+  stroke: #d00; stroke-width: 3; }
 table { border-collapse: collapse; margin-top: .5em; }
 td, th { border: 1px solid #ccc; padding: .3em .6em; text-align: left; }
 button { font-size: 1em; margin-right: .5em; }
@@ -138,8 +152,6 @@ button { font-size: 1em; margin-right: .5em; }
 
 def write_page(loss, path, names=None, title="backpropagation, step by step") -> Path:
     """Write the step-through page for ``loss`` to ``path``; returns the path."""
-    from chainrule.inspect.draw import draw
-
     data = record_backward(loss, names)
     try:
         svg = draw(loss, names=names).render("svg").decode()
