@@ -116,6 +116,13 @@ class record:
         mode.enabled, mode.on_forward, mode.on_backward = self._previous
         frame = sys._getframe(1)
         self.names, self.modules = _names_in(frame.f_locals)
+        for tensor_id, name in self.names.items():  # views built later, elsewhere, find them
+            tensor = _live_tensors.get(tensor_id)
+            if tensor is not None:
+                _remember_name(tensor, name)
+        for module in self.modules:
+            for path, p in module.named_parameters():
+                _remember_name(p, path, weak_default=True)
         return False
 
     def trace(self, output=None, *, names=None, collapse=None) -> Trace:
@@ -133,6 +140,28 @@ def _arg(a):
     if isinstance(a, np.ndarray):
         return (None, np.array(a, copy=True))
     return (None, a)
+
+
+_remembered: dict = {}  # id(Tensor) -> (weak reference to it, name, only a default?)
+
+
+def _remember_name(tensor, name, weak_default=False):
+    key = id(tensor)
+    old = _remembered.get(key)
+    if old is not None and old[0]() is tensor and weak_default and not old[2]:
+        return  # a variable's name beats a parameter path
+
+    def forget(_, key=key):
+        entry = _remembered.get(key)
+        if entry is not None and entry[0]() is None:
+            del _remembered[key]
+
+    _remembered[key] = (weakref.ref(tensor, forget), name, weak_default)
+
+
+def remembered_names() -> dict:
+    """``{id(tensor): name}`` that `record` blocks saw in their callers' variables."""
+    return {k: name for k, (ref, name, _) in list(_remembered.items()) if ref() is not None}
 
 
 def is_recorded(node) -> bool:
@@ -157,6 +186,12 @@ def _names_in(variables: dict) -> tuple[dict, list]:
             for k, item in enumerate(value):
                 if isinstance(item, Tensor):
                     found.setdefault(id(item), f"{name}[{k}]")
+                    _live_tensors[id(item)] = item
+        elif isinstance(value, dict) and 0 < len(value) <= 64:
+            for key, item in value.items():
+                if isinstance(item, Tensor) and isinstance(key, str):
+                    found.setdefault(id(item), key)
+                    _live_tensors[id(item)] = item
     return found, modules
 
 
@@ -351,7 +386,8 @@ def trace(output, *, names=None, collapse=None, _found=None) -> Trace:
 
 
 def _labels(names, frame_names, modules, collapse) -> dict:
-    labels = dict(frame_names)
+    labels = remembered_names()
+    labels.update(frame_names)
     collapse_list = [] if collapse is None else (
         list(collapse) if isinstance(collapse, (list, tuple)) else [collapse])
     for k, v in _parameter_paths(modules + collapse_list).items():
