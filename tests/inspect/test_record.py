@@ -220,7 +220,7 @@ def test_updates_show_the_gradient_descent_step():
     L, v = seed003()
     tr = trace(L)
     L.backward()
-    for p, value, grad, new in tr.updates(0.5):
+    for p, _value, _grad, new in tr.updates(0.5):
         assert new == pytest.approx(v[p.name].item() - 0.5 * v[p.name].grad.item())
 
 
@@ -249,6 +249,11 @@ def test_values_are_those_of_the_forward_pass_even_after_an_update():
     assert edge.value == 1.5 and tr["w"].grad == pytest.approx(3.0)
 
 
+_OPS = {"add": lambda a, b: a + b, "mul": lambda a, b: a * b, "sub": lambda a, b: a - b,
+        "tanh": lambda a, b: cr.tanh(a), "sigmoid": lambda a, b: cr.sigmoid(a),
+        "exp_neg": lambda a, b: cr.exp(-a * 0.3)}
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from(["add", "mul", "tanh", "sigmoid", "exp_neg", "sub"]),
                 min_size=1, max_size=12),
@@ -259,9 +264,7 @@ def test_random_graphs_trace_gradients_match_the_engine(ops, start):
         pool = list(leaves)
         for k, op in enumerate(ops):
             a, b = pool[k % len(pool)], pool[(k * 7 + 1) % len(pool)]
-            pool.append({"add": lambda: a + b, "mul": lambda: a * b, "sub": lambda: a - b,
-                         "tanh": lambda: cr.tanh(a), "sigmoid": lambda: cr.sigmoid(a),
-                         "exp_neg": lambda: cr.exp(-a * 0.3)}[op]())
+            pool.append(_OPS[op](a, b))
         out = sum(pool[3:], pool[0] * 0.5)
     tr = trace(out)
     out.backward()
