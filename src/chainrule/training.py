@@ -420,18 +420,44 @@ class _NoFlow:
 
 
 def _write_report(flow, model, data, config, out, log):
-    """Memory accounting of one training batch, and the gradient-flow report if recorded."""
+    """Memory accounting of one training batch, and the gradient-flow report if recorded:
+    gradient-flow.json, its two plots and report.html (everything on one page)."""
     xb, yb = cr.tensor(data.train[0][:config.batch_size]), data.train[1][:config.batch_size]
     loss = loss_of(config.loss, model(xb), yb, data.n_classes)
     report = cr.inspect.memory(loss, backward=True)
     (out / "memory.txt").write_text(str(report) + "\n")
     model.zero_grad()
     log(f"wrote {out}/memory.txt")
-    if hasattr(flow, "save"):
-        flow.save(out)
-        for warning in flow.warnings():
-            log(f"warning: {warning}")
-        log(f"wrote {out}/gradient-flow.json and its plots")
+    if not hasattr(flow, "save"):
+        return
+    import contextlib
+
+    from chainrule.inspect.report import layer_graph, write_report
+
+    flow.save(out)
+    for warning in flow.warnings():
+        log(f"warning: {warning}")
+    log(f"wrote {out}/gradient-flow.json, gradient-norms.png, gradient-distributions.png")
+    recording = getattr(cr.inspect, "record", None)  # keeps the values the drawing shows
+    with recording() if recording is not None else contextlib.nullcontext():
+        loss = loss_of(config.loss, model(xb), yb, data.n_classes)
+    svg, note = layer_graph(loss, model, flow.display_names)
+    model.zero_grad()
+    metrics_path = out / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    facts = {"data": data.name,
+             "model": f"{data.n_inputs}-{'-'.join(map(str, config.hidden))}-{data.n_classes} "
+                      f"{config.activation}, {model.num_parameters():,} parameters",
+             "training": f"{config.optimizer}, lr {config.learning_rate:g}, batch "
+                         f"{config.batch_size}, {len(metrics.get('history', []))} epochs, "
+                         f"{flow.steps} steps, loss {config.loss}"}
+    if "test_accuracy" in metrics:
+        facts["test"] = (f"accuracy {metrics['test_accuracy']:.2%}, "
+                         f"loss {metrics['test_loss']:.4f}")
+    path = write_report(out, flow, layer_graph_svg=svg, layer_graph_note=note,
+                        memory_text=str(report), facts=facts, title=f"Training report: {out}",
+                        plots=[out / "gradient-norms.png", out / "gradient-distributions.png"])
+    log(f"wrote {path}")
 
 
 def predict(model, X) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """The Trace: one record of values, gradients and formulas that every view reads."""
 
 import gc
+import importlib
 import weakref
 
 import numpy as np
@@ -10,8 +11,10 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule import autograd
-from chainrule.inspect import record as rec_module
 from chainrule.inspect.record import layer_names, record, trace
+
+# the module itself (the package exports the name `record` for the context manager)
+rec_module = importlib.import_module("chainrule.inspect.record")
 
 
 def seed003(recorded=True):

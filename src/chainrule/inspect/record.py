@@ -34,6 +34,7 @@ import itertools
 import re
 import sys
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -721,29 +722,57 @@ def _formula_texts(node, i, labels, out_label) -> tuple[str | None, str]:
 # ----------------------------------------------------------------------------------------------
 # Layers as boxes
 # ----------------------------------------------------------------------------------------------
-_LAYER_PREFIX = (("Linear", "fc"), ("Conv", "conv"), ("Norm", "norm"), ("Embedding", "embed"))
+# Class-name prefixes and the short names their Sequential-indexed parameters get.
+_KINDS = (("Linear", "fc"), ("Conv", "conv"), ("BatchNorm", "norm"), ("LayerNorm", "norm"),
+          ("GroupNorm", "norm"), ("InstanceNorm", "norm"))
+
+
+def display_names(model) -> dict[str, str]:
+    """{parameter name: readable name} for ``model.named_parameters()``.
+
+    A parameter whose module path is made of Sequential / ModuleList indices only ("1.weight",
+    "0.2.bias") is shown by the kind of its module and a counter: Linear -> ``fc1``, ``fc2``...;
+    Conv* -> ``conv1``...; BatchNorm*, LayerNorm, GroupNorm -> ``norm1``...; any other module
+    by its lowercase class name (``embedding1``). Every other name is kept as it is.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    shown = {name: name for name in names}
+    if not hasattr(model, "named_modules"):
+        return shown
+    counters, prefix = Counter(), {}
+    for path, module in model.named_modules():
+        owns = any(p is not None for p in getattr(module, "_parameters", {}).values())
+        if not path or not owns or not all(part.isdigit() for part in path.split(".")):
+            continue
+        short = _kind(module)
+        counters[short] += 1
+        prefix[path] = f"{short}{counters[short]}"
+    taken = set(names)
+    for name in names:
+        path, _, leaf = name.rpartition(".")
+        if path in prefix:
+            candidate = f"{prefix[path]}.{leaf}"
+            if candidate not in taken:  # never shadow a real name
+                shown[name] = candidate
+                taken.add(candidate)
+    return shown
+
+
+def _kind(module) -> str:
+    cls = type(module).__name__
+    for start, short in _KINDS:
+        if cls.startswith(start):
+            return short
+    return cls.lower()
+
+
 
 
 def layer_names(model) -> dict:
-    """``{parameter path prefix: readable layer name}`` for the layers that own parameters.
-
-    A path made of a container's indices ("1", "layers.3") says nothing to a reader; such a layer
-    is named by its kind and number instead: ``fc1, fc2`` for Linear layers, ``conv1`` for
-    convolutions, ``norm1`` for normalisations. Names the user chose (``encoder``) stay.
-    """
-    out, counts = {}, {}
-    for path, _ in model.named_parameters():
-        prefix = path.rpartition(".")[0]
-        if prefix in out:
-            continue
-        if prefix and not prefix.rpartition(".")[2].isdigit():
-            out[prefix] = prefix
-            continue
-        kind = type(_submodule(model, prefix)).__name__
-        short = next((s for key, s in _LAYER_PREFIX if key in kind), kind.lower())
-        counts[short] = counts.get(short, 0) + 1
-        out[prefix] = f"{short}{counts[short]}"
-    return out
+    """``{module path: readable layer name}`` for the layers that own parameters ("1" -> "fc1"),
+    as `display_names` shows their parameters."""
+    return {name.rpartition(".")[0]: shown.rpartition(".")[0]
+            for name, shown in display_names(model).items()}
 
 
 def _submodule(model, prefix):
