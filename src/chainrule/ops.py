@@ -355,7 +355,7 @@ linear = P("linear", _linear,
            [lambda g, ans, x, w, b: g @ w,                          # y = x W^T + b
             lambda g, ans, x, w, b: _rows(g).T @ _rows(x),
             lambda g, ans, x, w, b: _rows(g).sum(axis=0)],
-           ["grad @ W", "grad^T @ x", "sum of grad over the batch"])
+           ["grad @ w", "grad^T @ x", "sum of grad over the batch"])
 
 
 def _one_hot(labels, n_classes, dtype):
@@ -395,7 +395,7 @@ cross_entropy_labels = P(
     [lambda g, ans, x, labels, reduction: _loss_grad_scale(g, reduction, x.shape[0])
      * (softmax(x, -1) - _one_hot(labels, x.shape[-1], x.dtype)),
      None],
-    ["grad * (softmax(x) - onehot(y)) / N", "none"])
+    ["grad * (softmax(x) - onehot(labels)) / N", "none"])
 cross_entropy_probs = P(
     "cross_entropy", _cross_entropy_probs,
     [lambda g, ans, x, p, reduction: _loss_grad_scale(g, reduction, x.shape[0])

@@ -49,8 +49,9 @@ __all__ = ["record", "trace", "Trace", "TraceNode", "TraceEdge", "caller_names",
 
 NOT_RECORDED = ("not kept by the graph: build it inside `with cr.inspect.record():` to see "
                 "every value")
-FREED = ("the graph's saved values were freed by backward(): draw before backward(), use "
-         "backward(retain_graph=True), or build the graph inside `with cr.inspect.record():`")
+FREED = ("backward() freed the values this graph saved, so the gradients of intermediate "
+         "results are unknown: look before backward(), use backward(retain_graph=True), or build "
+         "the graph inside `with cr.inspect.record():`")
 
 _PACKAGE_DIR = __file__.rsplit("/inspect/", 1)[0]
 
@@ -72,6 +73,7 @@ _recorded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Node -> _R
 # the node its tensor carries. Weak, so nothing is kept alive.
 _live_tensors: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _sequence = itertools.count()
+_live_objects: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # leaves and inputs
 
 
 def _ignore(*args):
@@ -121,9 +123,11 @@ class record:
             tensor = _live_tensors.get(tensor_id)
             if tensor is not None:
                 _remember_name(tensor, name)
-        for module in self.modules:
-            for path, p in module.named_parameters():
-                _remember_name(p, path, weak_default=True)
+        for held_in, module in self.modules:
+            for pid, path in _parameter_paths([module], [held_in]).items():
+                p = _live_tensors.get(pid)
+                if p is not None:
+                    _remember_name(p, path, weak_default=True)
         return False
 
     def trace(self, output=None, *, names=None, collapse=None) -> Trace:
@@ -173,7 +177,7 @@ def is_recorded(node) -> bool:
 # Names from the user's code
 # ----------------------------------------------------------------------------------------------
 def _names_in(variables: dict) -> tuple[dict, list]:
-    """``({id(tensor): variable name}, [modules])`` for the tensors and modules in a frame."""
+    """``({id(tensor): variable name}, [(variable name, module)])`` for a frame's variables."""
     found, modules = {}, []
     for name, value in variables.items():
         if name.startswith("_"):
@@ -182,7 +186,7 @@ def _names_in(variables: dict) -> tuple[dict, list]:
             found.setdefault(id(value), name)
             _live_tensors[id(value)] = value
         elif hasattr(value, "named_parameters") and callable(value.named_parameters):
-            modules.append(value)
+            modules.append((name, value))
         elif isinstance(value, (list, tuple)) and 0 < len(value) <= 64:
             for k, item in enumerate(value):
                 if isinstance(item, Tensor):
@@ -206,11 +210,18 @@ def caller_names() -> tuple[dict, list]:
     return _names_in(frame.f_locals)
 
 
-def _parameter_paths(modules) -> dict:
+def _parameter_paths(modules, variables=None) -> dict:
+    """``{id(parameter): readable path}`` ("fc1.weight" for a Sequential's "1.weight"; a lone
+    layer held in a variable ``layer`` names its own parameters "layer.weight")."""
     paths = {}
-    for module in modules:
+    for k, module in enumerate(modules):
+        shown = display_names(module)
+        owner = variables[k] if variables is not None else None
         for path, p in module.named_parameters():
-            paths.setdefault(id(p), path)
+            name = shown.get(path, path)
+            if owner and "." not in path:
+                name = f"{owner}.{name}"
+            paths.setdefault(id(p), name)
     return paths
 
 
@@ -277,6 +288,17 @@ class Trace:
 
     def __post_init__(self):
         self._by_id = {n.id: n for n in self.nodes}
+        self._index = {}  # id(Node or leaf Tensor) -> (weak reference, TraceNode id)
+
+    def node_of(self, tensor) -> TraceNode:
+        """The node that shows ``tensor``: the operation that made it, or the leaf itself."""
+        key = tensor.grad_fn if isinstance(tensor, Tensor) and tensor.grad_fn is not None \
+            else tensor
+        entry = self._index.get(id(key))
+        if entry is None or entry[0]() is not key:
+            raise KeyError(f"trace: this tensor (shape {getattr(tensor, 'shape', '?')}) is not "
+                           f"part of the traced graph")
+        return self._by_id[entry[1]]
 
     def __getitem__(self, key) -> TraceNode:
         """A node by id or by name."""
@@ -391,7 +413,8 @@ def _labels(names, frame_names, modules, collapse) -> dict:
     labels.update(frame_names)
     collapse_list = [] if collapse is None else (
         list(collapse) if isinstance(collapse, (list, tuple)) else [collapse])
-    for k, v in _parameter_paths(modules + collapse_list).items():
+    for k, v in _parameter_paths([m for _, m in modules] + collapse_list,
+                                 [n for n, _ in modules] + [None] * len(collapse_list)).items():
         labels.setdefault(k, v)
     if names is not None:
         items = names.items() if isinstance(names, dict) else ((t.name, t) for t in names)
@@ -400,6 +423,7 @@ def _labels(names, frame_names, modules, collapse) -> dict:
                 raise TypeError(f"trace: names must map names to Tensors, got "
                                 f"{type(t).__name__} for {name!r}")
             labels[id(t)] = name
+            _live_tensors[id(t)] = t  # an intermediate result names the node it carries
     return labels
 
 
@@ -434,10 +458,17 @@ class _Builder:
         for node in graph.nodes:
             self._edges(node, records[node])
         message = self._backward(graph, records, output)
+        index = {}
+        for key, tn in self.ids.items():
+            obj = key if isinstance(key, Node) else _live_objects.get(key)
+            if obj is not None:
+                index[id(obj)] = (weakref.ref(obj), tn.id)
         for tn in self.nodes:  # shapes of operations whose value is unknown, from their grad
             if tn.value is None and tn.grad is not None:
                 tn.shape, tn.dtype = tuple(np.shape(tn.grad)), str(np.asarray(tn.grad).dtype)
-        return Trace(self.nodes, self.edges, "op0", message)
+        built = Trace(self.nodes, self.edges, "op0", message)
+        built._index = index
+        return built
 
     def _named_tensors_by_node(self, named_ops):
         # the caller's variables name intermediate results through the node they carry
@@ -452,6 +483,7 @@ class _Builder:
                        value=leaf.data, shape=leaf.shape, dtype=str(leaf.dtype),
                        named=name is not None, tensor=leaf)
         self.ids[id(leaf)] = tn
+        _live_objects[id(leaf)] = leaf
         self.nodes.append(tn)
 
     def _constant(self, tensor, value):
@@ -469,6 +501,7 @@ class _Builder:
         tn.value, tn.shape, tn.dtype = array, array.shape, str(array.dtype)
         if key is not None:
             self.ids[key] = tn
+            _live_objects[key] = tensor
         self.nodes.append(tn)
         return tn
 
@@ -535,7 +568,8 @@ class _Builder:
                 if edge is not None:
                     edge.grad = gi
                     edge.formula, edge.vjp = _formula_texts(node, i,
-                                                            self._input_label(node, mine), tn.name)
+                                                            self._input_label(node, mine), tn.name,
+                                                            self.ids[root].name)
                     edge.local = local_derivative(node, i, g, gi, inputs, ans)
                 if isinstance(parent, Node):
                     grads[parent] = grads[parent] + gi if parent in grads else gi
@@ -617,9 +651,10 @@ def _vjps(node, g, inputs, ans):
 
 
 def _constant_name(value) -> str:
+    """A constant is named by its value: "2", "[0, 1]"; a large one by its shape."""
     a = np.asarray(value)
-    if a.size == 1 and a.dtype.kind in "biuf":
-        return _number(float(a.reshape(())))
+    if a.dtype.kind in "biuf" and a.size <= 6:
+        return summary(a)
     return f"constant {a.shape}"
 
 
@@ -686,16 +721,32 @@ def _balanced(s: str) -> bool:
     return depth == 0
 
 
-def _substitute(expression: str, arg_names, labels, out_label) -> str:
+def _wrapped(label: str) -> str:
+    """A name as it goes into a formula: in parentheses unless it is one word or already is."""
+    if re.fullmatch(r"[\w.\[\]]+", label):
+        return label
+    if label.startswith("(") and label.endswith(")") and _balanced(label[1:-1]):
+        return label
+    return f"({label})"
+
+
+def _substitute(expression: str, arg_names, labels, out_label, loss_label="L") -> str:
     """The table's argument names replaced by the user's names; prettier operators."""
+    upstream = "\x00"  # the upstream gradient, put back last (so "grad^T" becomes "(∂L/∂h)ᵀ")
+    expression = re.sub(r"\bgrad\b", upstream, expression)
     for plain, pretty in _SYMBOLS:
         expression = expression.replace(plain, pretty)
     for name, label in zip(arg_names, labels):
         if label is not None:
-            label = label if re.fullmatch(r"[\w.\[\]]+", label) else f"({label})"
-            expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w])", label, expression)
-            expression = expression.replace(f"(({label[1:-1]}))", f"({label[1:-1]})")
-    expression = re.sub(r"\bgrad\b", f"∂L/∂{out_label}", expression)
+            expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w])", _wrapped(label),
+                                expression)
+            inner = _wrapped(label)
+            expression = expression.replace(f"({inner})", inner) if inner.startswith("(") \
+                else expression
+    if out_label == loss_label:  # at the output the upstream gradient is dL/dL = 1
+        expression = re.sub("^\x00·", "", expression).replace("\x00", "1")
+    symbol = f"∂{_wrapped(loss_label)}/∂{_wrapped(out_label)}"
+    expression = expression.replace(upstream + "ᵀ", f"({symbol})ᵀ").replace(upstream, symbol)
     expression = re.sub(r"\^\((-?\d+(?:\.\d+)?)-1\)",
                         lambda m: "^" + _number(float(m.group(1)) - 1), expression)
     return re.sub(r"\^1\b(?!\.)", "", expression)
@@ -706,7 +757,7 @@ _OWN_RESULT = {"sigmoid": "s(x)", "tanh": "tanh(x)", "exp": "exp(x)", "sqrt": "s
                "softmax": "softmax(x)"}
 
 
-def _formula_texts(node, i, labels, out_label) -> tuple[str | None, str]:
+def _formula_texts(node, i, labels, out_label, loss_label="L") -> tuple[str | None, str]:
     """(local derivative, gradient rule) of input ``i``, both in the user's names."""
     rule = formulas(node)[i]
     own = _OWN_RESULT.get(op_name(node))
@@ -715,8 +766,9 @@ def _formula_texts(node, i, labels, out_label) -> tuple[str | None, str]:
                             else f"({out_label})")
     names = input_names(node)
     derivative = _derivative(rule)
-    local = None if derivative is None else _substitute(derivative, names, labels, out_label)
-    return local, _substitute(rule, names, labels, out_label)
+    local = None if derivative is None else _substitute(derivative, names, labels, out_label,
+                                                        loss_label)
+    return local, _substitute(rule, names, labels, out_label, loss_label)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -843,4 +895,6 @@ def _collapse(tr: Trace, collapse, labels) -> Trace:
         edges.append(TraceEdge(s, t, e.index, e.value, e.grad, e.formula, e.vjp, e.local,
                                e.differentiable))
     output = rename.get(tr.output, tr.output)
-    return Trace(nodes, edges, output, tr.message)
+    collapsed = Trace(nodes, edges, output, tr.message)
+    collapsed._index = {k: (ref, rename.get(i, i)) for k, (ref, i) in tr._index.items()}
+    return collapsed

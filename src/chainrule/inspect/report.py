@@ -116,9 +116,8 @@ def layer_graph(loss, model, display_names=None) -> tuple[bytes | None, str | No
     """(SVG bytes, None) of ``cr.draw(loss, collapse=model)``, each layer one box, or
     (None, why not) when Graphviz's ``dot`` is missing or fails.
 
-    ``display_names`` ({parameter name: shown name}, as `GradientFlow.display_names`): when
-    every parameter of the model is renamed (a plain Sequential), the boxes are labelled with
-    the shown names (``fc1 (Linear)``) instead of the Sequential indices.
+    The boxes carry the layers' readable names (``fc1 (Linear)``, as
+    `GradientFlow.display_names`); ``display_names`` is accepted for compatibility.
     """
     from chainrule.inspect.draw import draw
 
@@ -126,35 +125,13 @@ def layer_graph(loss, model, display_names=None) -> tuple[bytes | None, str | No
         return None, ("No layer graph: Graphviz's dot program is not installed on the machine "
                       "that wrote this report (Debian: apt-get install graphviz).")
     try:
-        drawing = draw(loss, collapse=_renamed(model, display_names or {}), show_values=False,
+        drawing = draw(loss, collapse=model, show_values=False,
                        show_grads=False, title="layers of the model")
         if drawing.message:
             return None, f"No layer graph: {drawing.message}"
         return drawing.render("svg"), None
     except (RuntimeError, OSError) as error:
         return None, f"No layer graph: {error}"
-
-
-def _renamed(model, display_names):
-    """A module holding ``model``'s layers under their shown names, or ``model`` itself."""
-    from chainrule import nn
-
-    owners = {}
-    for path, module in model.named_modules():
-        for leaf, p in module._parameters.items():
-            if p is None:
-                continue
-            name = f"{path}.{leaf}" if path else leaf
-            shown = display_names.get(name, name)
-            prefix, _, shown_leaf = shown.rpartition(".")
-            if shown == name or not prefix or "." in prefix or shown_leaf != leaf:
-                return model  # not a plain Sequential of renamed layers
-            if owners.setdefault(prefix, module) is not module:
-                return model
-    view = nn.Module()
-    for prefix, module in owners.items():
-        setattr(view, prefix, module)
-    return view
 
 
 def _warnings_section(flow) -> str:
