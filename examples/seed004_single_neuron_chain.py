@@ -6,11 +6,12 @@ import chainrule as cr
 o_prev, t = cr.tensor(0.5), 0.9
 w, b = cr.tensor(0.8, requires_grad=True), cr.tensor(-0.2, requires_grad=True)
 
-z = w * o_prev + b
-o = cr.sigmoid(z)
-error = o - t
-C = error ** 2
-C.backward(retain_graph=True)  # keep the graph: cr.explain walks it again below
+with cr.inspect.record():  # every value stays for cr.explain, before or after backward()
+    z = w * o_prev + b
+    o = cr.sigmoid(z)
+    error = o - t
+    C = error ** 2
+C.backward()
 
 f_prime = o.item() * (1 - o.item())  # sigmoid'(z) = s(z)(1 - s(z))
 dC_dw = o_prev.item() * f_prime * 2 * (o.item() - t)
@@ -21,5 +22,4 @@ print(f"dC/dw = o_prev * f'(z) * 2(o - t) = {o_prev.item():.4f} * {f_prime:.4f} 
 print(f"w.grad = {w.grad.item():.6f}")
 print(f"dC/db = f'(z) * 2(o - t) = {dC_db:.6f}; b.grad = {b.grad.item():.6f}")
 print()
-print(cr.explain(C, w, names={"C": C, "o": o, "z": z, "w": w, "b": b,
-                                          "o_prev": o_prev, "(o - t)": error}))
+print(cr.explain(C, w, names={"(o - t)": error}))  # the other names come from the variables

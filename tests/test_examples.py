@@ -32,7 +32,7 @@ def _seed003(out):
 def _seed004(out):
     by_hand = re.search(r"2\(o - t\) = [^=]+= (\S+)", out).group(1)
     assert re.search(r"w.grad = (\S+)", out).group(1) == by_hand
-    assert "o_prev · s(z) (1 - s(z))" in out and "2 * (o - t)" in out
+    assert "= o_prev · o·(1 − o) · 1 · 2·(o - t)" in out
 
 
 def _seed002(out):
@@ -62,3 +62,24 @@ CHECKS = {"seed003_two_unit_sigmoid.py": _seed003, "seed004_single_neuron_chain.
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_example(name):
     CHECKS[name](run(name))
+
+
+def test_the_seeing_backprop_notebook_runs_top_to_bottom():
+    """examples/seeing_backprop.ipynb, executed as a learner would (Jupyter kernel)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    import shutil
+
+    notebook = nbformat.read(EXAMPLES / "seeing_backprop.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code"
+               for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "by hand" in text and "w.grad" in text and "test accuracy" in text
+    shown = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
+    if shutil.which("dot"):  # the drawings show themselves as SVG, with numbers on them
+        svgs = [o["data"]["image/svg+xml"] for o in shown if "image/svg+xml" in o["data"]]
+        assert len(svgs) == 3 and all("<svg" in s for s in svgs)
+        assert "w1" in svgs[0] and "x1" in svgs[0]
+    assert any("image/png" in o["data"] for o in shown)  # the gradient-flow plots

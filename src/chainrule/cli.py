@@ -1,5 +1,5 @@
-"""The `chainrule` command: `train`, `evaluate`, `predict` (and `graph`, `explain` when the
-inspection commands are installed).
+"""The `chainrule` command: `train`, `evaluate`, `predict`, and `graph`, `explain` (from
+`chainrule.cli_inspect`).
 
 Usage errors (a bad option value) exit with 2 and say which option and why; failures while
 running (a missing or damaged file) exit with 1 and a one-line message, never a traceback.
@@ -11,6 +11,8 @@ import argparse
 import sys
 
 import numpy as np
+
+from chainrule import cli_inspect
 
 
 def _integer(name, minimum):
@@ -192,21 +194,6 @@ def _predict(args) -> int:
     return 0
 
 
-def _inspect_commands():
-    """The `graph` and `explain` commands' module, or None where it is not installed."""
-    try:
-        from chainrule.inspect import commands
-    except ImportError as exc:
-        # Only "that module is not there" means "no such commands"; any other failed import
-        # inside it is a bug that must show.
-        missing = exc.name == "chainrule.inspect.commands" or (
-            exc.name == "chainrule.inspect" and "'commands'" in str(exc))
-        if not missing:
-            raise
-        return None
-    return commands
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule", description="Backpropagation you can see, trust and train with.")
@@ -214,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
-    commands = _inspect_commands()
-    if commands is not None:
-        commands.register(sub)
+    cli_inspect.register(sub)  # graph, explain
     return parser
 
 

@@ -1,30 +1,33 @@
 """The chain rule, written out: every path from a tensor to the loss and what it contributes.
 
-``print(cr.explain(loss, w))`` lists each path through the graph from ``w`` to ``loss``, the
-local derivative of every operation on it (the table's own formula and, for one-element tensors,
-its value: ``d tanh/d x = 1 - tanh(x)^2 = 0.42``), their product along the path, and the sum over
-paths, which is d loss / d w.
+``print(cr.explain(loss, w1))`` lists each path through the graph from ``w1`` to ``loss``, the
+local derivative of every operation on it in the user's own names, with its number when both
+ends are single numbers (``∂(multiply #1)/∂w1 = x1 = 1``), the product along each path and the
+sum over the paths, which is what ``backward()`` writes to ``w1.grad``. For tensors each step
+shows the rule by which the gradient flows back (``∂L/∂h @ W``), its shape and its norm.
 
-Each path's contribution is computed honestly: a gradient of ones is pushed from the loss down that
-one path alone, through the same VJP rules the engine runs, so the contributions add up to the
-real gradient. That needs the values the graph saved: call `explain` before ``loss.backward()``
-(or backward with ``retain_graph=True``). Tensor hooks are not run.
+Everything is read from one `chainrule.inspect.record.Trace`, the record that the drawing and the
+step-through page read too: ``explain`` runs no backward pass of the engine, never writes
+``.grad`` (it reads it only where the graph's values are gone, and says so) and runs no hooks.
+Names come from the caller's variables (``w1``, ``z``), from ``names=`` and from model
+parameter paths; unnamed operations are called ``add #3``. The table's own argument names
+(``x``, ``y``) never appear.
 
-Name intermediate tensors to see the chain the way a textbook writes it:
-``cr.explain(C, w, names={"z": z, "o": o})`` prints ``dC/dw = dz/dw · do/dz · dC/do`` with the
-numbers. With more than ``max_paths`` paths, they are grouped by the last operation before ``wrt``.
+Before ``loss.backward()`` the graph's saved values are enough. After it, they are gone unless
+the graph was built inside ``with cr.inspect.record():`` (then the text is the same before and
+after) or backward ran with ``retain_graph=True``; otherwise the explanation says what is missing.
+With more than ``max_paths`` paths, they are grouped by the first operation after ``wrt``.
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from chainrule import autograd
-from chainrule.autograd import Node, Primitive, unbroadcast
-from chainrule.inspect import graph as _graph
+from chainrule.inspect.record import Trace, _engine_order, caller_names, trace
 from chainrule.tensor import Tensor
 
 __all__ = ["explain", "Explanation", "Path", "Step", "Group"]
@@ -32,58 +35,79 @@ __all__ = ["explain", "Explanation", "Path", "Step", "Group"]
 
 @dataclass
 class Step:
-    """One operation on a path: d(output)/d(input) of ``op`` for input ``input_name``.
+    """One edge of a path: ``source`` flows into the operation ``target`` (named as the user
+    names them). ``formula`` is the local derivative ∂target/∂source in those names, or None
+    where the rule is not a factor (a matrix product, a sum); ``rule`` is the gradient that
+    flows back along the edge, written out. ``local`` is the derivative's number when source and
+    target are single numbers; ``grad`` the gradient that flowed back along this edge (the total
+    over every path through it)."""
 
-    ``local`` is the value of that derivative when input and output have one element (else
-    None); ``grad`` the gradient of the loss with respect to the input along this path so far.
-    """
-
-    op: str
-    node_name: str
-    input_index: int
-    input_name: str
-    formula: str
-    derivative: str
+    source: str
+    target: str
+    op: str | None
+    formula: str | None
+    rule: str
     local: float | None
-    in_shape: tuple
-    out_shape: tuple
-    grad: np.ndarray
-    in_label: str | None = None
-    out_label: str | None = None
-    symbolic: str = ""
+    source_shape: tuple
+    target_shape: tuple
+    grad: np.ndarray | None
+    named: bool = False  # target named by the user (or the loss): a link of the textbook chain
+    input: int | None = None  # set when source is more than one input of target (x * x)
+    ids: tuple = ()  # (source, target) node ids in the Trace
+
+    @property
+    def known(self) -> bool:
+        return self.local is not None or self.formula is not None or bool(self.rule)
+
+    @property
+    def derivative(self) -> str:
+        which = "" if self.input is None else f" (as its input {self.input + 1})"
+        return f"∂{_d(self.target)}/∂{_d(self.source)}{which}"
 
     def text(self) -> str:
-        head = f"d {self.op}/d {self.input_name} = {self.derivative}"
         if self.local is not None:
-            return f"{head} = {_num(self.local)}"
-        return (f"{head}  [{self.out_shape} -> {self.in_shape}; gradient so far has norm "
-                f"{_num(float(np.linalg.norm(self.grad)))}]")
+            return f"{self.derivative} = {_formula(self.formula, self.local)}"
+        if self.formula is not None:
+            same = self.source_shape == self.target_shape
+            head = f"{self.derivative} = {self.formula}{' (elementwise)' if same else ''}"
+        elif self.rule:
+            head = f"{self.derivative}: the gradient flows back as {self.rule}"
+        else:
+            return f"{self.derivative}: unknown (its rule could not be replayed)"
+        return f"{head}\n      {_shapes(self)}"
 
 
 @dataclass
 class Path:
-    """The steps from ``wrt`` (first) to the loss (last) and the path's share of the gradient."""
+    """The steps from ``wrt`` (first) to the loss (last) and, when every step is a single
+    number, the path's share of the gradient: the product of the local derivatives. For tensors
+    a path alone has no share to show (``contribution`` is None): see `Explanation.shares`."""
 
     steps: list
-    contribution: np.ndarray
+    contribution: np.ndarray | None = None
 
     @property
     def scalar(self) -> bool:
-        return all(s.local is not None for s in self.steps)
+        return bool(self.steps) and all(s.local is not None for s in self.steps)
 
     def route(self, wrt_label, loss_label) -> str:
-        return " -> ".join([wrt_label] + [s.op for s in self.steps]) + f" ({loss_label})"
+        names = [wrt_label] + [s.target + ("" if s.input is None else f" (input {s.input + 1})")
+                               for s in self.steps]
+        if self.steps:
+            names[-1] = loss_label + names[-1][len(self.steps[-1].target):]
+        return " → ".join(names)
 
 
 @dataclass
 class Group:
-    """Paths that reach ``wrt`` through the same last operation, and their total."""
+    """The gradient reaching ``wrt`` through one operation that reads it: ``through`` is that
+    operation (``op`` its kind), ``contribution`` the gradient along that edge, the total of the
+    ``n_paths`` paths that start with it."""
 
-    op: str
-    node_name: str
-    input_name: str
+    op: str | None
+    through: str
     n_paths: int
-    contribution: np.ndarray
+    contribution: np.ndarray | None
 
 
 @dataclass
@@ -91,37 +115,122 @@ class Explanation:
     """The chain-rule account of d loss / d wrt. ``str()``, `to_markdown` and `to_latex` render it.
 
     ``paths`` lists every path (empty when there were more than ``max_paths``; then ``groups``
-    holds the totals per last operation). ``total`` is the sum of the contributions and equals
-    the gradient the engine computes.
+    holds the totals per first operation after ``wrt``). ``shares`` always holds those totals.
+    ``total`` is the gradient of the loss with respect to ``wrt`` (None when it could not be
+    computed: ``message`` says why), the same number ``backward()`` writes to ``wrt.grad``.
+    ``trace`` is the `Trace` everything was read from.
     """
 
     loss_label: str
     wrt_label: str
     n_paths: int
-    total: np.ndarray
+    total: np.ndarray | None
     paths: list = field(default_factory=list)
     groups: list | None = None
+    shares: list = field(default_factory=list)
+    message: str | None = None
+    wrt_shape: tuple = ()
+    total_from_grad: bool = False
+    wrt_kind: str = ""  # "parameter" for a leaf, "operation" for an intermediate result
+    trace: Trace | None = field(default=None, repr=False)
+
+    @property
+    def scalar(self) -> bool:
+        return bool(self.paths) and all(p.scalar for p in self.paths)
+
+    @property
+    def _d(self) -> str:
+        return f"∂{_d(self.loss_label)}/∂{_d(self.wrt_label)}"
+
+    def _headline(self) -> str:
+        n = self.n_paths
+        line = f"{self._d}: {n} path{'' if n == 1 else 's'} from {self.wrt_label} to " \
+               f"{self.loss_label}"
+        if self.wrt_shape != ():
+            line += f"; {self.wrt_label} has shape {self.wrt_shape}"
+        return line
+
+    def _total_line(self) -> str:
+        if self.total is None:
+            return f"{self._d} is unknown (see the note above)"
+        value = _value(self.total)
+        if self.total_from_grad:
+            return f"{self._d} = {value}  (read from {self.wrt_label}.grad as backward() left it)"
+        if self.n_paths == 0:
+            return f"{self._d} = {value}  ({self.wrt_label} does not reach {self.loss_label})"
+        if self.scalar and len(self.paths) > 1:
+            terms = " + ".join(_num(float(p.contribution)) for p in self.paths)
+            value = f"{terms} = {value}  (the sum over the paths"
+        elif self.scalar or len(self.shares) <= 1:
+            value = f"{value}  ("
+        else:
+            value = f"the sum of those = {value}  ("
+        if self.wrt_kind == "parameter":
+            value += ("; " if value.endswith("paths") else "") + \
+                f"what backward() puts in {self.wrt_label}.grad"
+        return f"{self._d} = {value})".replace("  ()", "")
+
+    @property
+    def _show_shares(self) -> bool:
+        """List the gradient per operation that reads wrt: when the paths are grouped, or are
+        tensors (whose paths alone have no share to show) that reach wrt more than one way."""
+        return self.groups is not None or (bool(self.paths) and not self.scalar
+                                           and len(self.shares) > 1)
+
+    def _values(self, path) -> str:
+        """The forward values that the formulas of a path of single numbers read."""
+        if not path.scalar or self.trace is None:
+            return ""
+        tr, ids = self.trace, {}
+        for s in path.steps:
+            ids.update(dict.fromkeys(e.source for e in tr.inputs_of(s.ids[1])))
+            ids[s.ids[1]] = None
+        formulas = [s.formula for s in path.steps if s.formula]
+        shown = []
+        for node_id in ids:
+            n = tr[node_id]
+            if n.kind == "constant" or n.value is None or np.size(n.value) != 1:
+                continue
+            token = re.compile(rf"(?<![\w.]){re.escape(n.name)}(?![\w])")
+            if any(token.search(f) for f in formulas):
+                shown.append(f"{n.name} = {_num(float(np.asarray(n.value).reshape(())))}")
+        return ", ".join(shown)
 
     # --- plain text ----------------------------------------------------------------------------
     def __str__(self):
-        d = f"d{self.loss_label}/d{self.wrt_label}"
-        lines = [f"{d}: {self.n_paths} path{'s' if self.n_paths != 1 else ''} from "
-                 f"{self.wrt_label} to {self.loss_label}"]
+        lines = [self._headline()]
+        if self.message:
+            lines += textwrap.wrap(f"note: {self.message}", width=96, initial_indent="  ",
+                                   subsequent_indent="    ")
         if self.groups is not None:
-            lines.append(f"  too many paths to list; grouped by the last operation before "
+            lines.append(f"  too many paths to list; grouped by the operation that reads "
                          f"{self.wrt_label}:")
-            for g in self.groups:
-                lines.append(f"  through {g.op} (input {g.input_name}), {g.n_paths} paths: "
-                             f"{_value(g.contribution)}")
         for k, path in enumerate(self.paths, 1):
             lines.append(f"path {k}: {path.route(self.wrt_label, self.loss_label)}")
-            lines += [f"  {s.text()}" for s in path.steps]
-            for chain in _chains(path, self.loss_label, self.wrt_label):
-                lines.append(f"  {chain}")
-            lines.append(f"  contribution: {_product_text(path)}")
-        summed = " + ".join(_value(p.contribution) for p in self.paths) if len(self.paths) > 1 \
-            else None
-        lines.append(f"{d} = {summed + ' = ' if summed else ''}{_value(self.total)}")
+            if path.steps and not any(s.known for s in path.steps):
+                lines.append("  its local derivatives are unknown (see the note above)")
+                continue
+            lines += [f"  {s.text()}" for s in path.steps]  # tensors: two lines each
+            values = self._values(path)
+            if values:
+                lines.append(f"  where {values}")
+            chain = _chain(path, self.loss_label, self.wrt_label)
+            if chain:
+                lines.append("  the chain over the named tensors:")
+                lines += [f"    {c}" for c in chain]
+            if path.scalar:
+                product = " · ".join(_num(s.local) for s in path.steps)
+                lines.append(f"  product along the path: {product} = "
+                             f"{_num(float(path.contribution))}")
+        show_shares = self._show_shares
+        if show_shares:
+            if self.groups is None:
+                lines.append(f"the gradient reaching {self.wrt_label}, by the operation that "
+                             f"reads it (each the total of the paths through it):")
+            for g in self.shares:
+                lines.append(f"  through {g.through}, {g.n_paths} path"
+                             f"{'' if g.n_paths == 1 else 's'}: {_value(g.contribution)}")
+        lines.append(self._total_line())
         return "\n".join(lines)
 
     def __repr__(self):
@@ -130,24 +239,31 @@ class Explanation:
     # --- Markdown ------------------------------------------------------------------------------
     def to_markdown(self) -> str:
         """The same account as Markdown: one table of local derivatives per path."""
-        d = f"d{self.loss_label}/d{self.wrt_label}"
-        out = [f"**{d}**: {self.n_paths} path{'s' if self.n_paths != 1 else ''}", ""]
-        if self.groups is not None:
-            out += ["| last operation | input | paths | contribution |", "|---|---|---:|---|"]
-            out += [f"| {g.op} | {g.input_name} | {g.n_paths} | {_value(g.contribution)} |"
-                    for g in self.groups]
-            out.append("")
+        out = [f"**{self._headline()}**", ""]
+        if self.message:
+            out += [f"> {self.message}", ""]
         for k, path in enumerate(self.paths, 1):
-            out += [f"Path {k}: `{path.route(self.wrt_label, self.loss_label)}`", "",
-                    "| operation | local derivative | value |", "|---|---|---|"]
+            out += [f"Path {k}: `{path.route(self.wrt_label, self.loss_label)}`", ""]
+            if path.steps:
+                out += ["| derivative | formula | value |", "|---|---|---|"]
             for s in path.steps:
-                value = _num(s.local) if s.local is not None else \
-                    f"{s.out_shape} → {s.in_shape}"
-                out.append(f"| {s.op} | d {s.op}/d {s.input_name} = `{s.derivative}` | {value} |")
-            for chain in _chains(path, self.loss_label, self.wrt_label):
-                out += ["", f"`{chain}`"]
-            out += ["", f"Contribution: {_product_text(path)}", ""]
-        out.append(f"**{d} = {_value(self.total)}**")
+                formula = f"`{s.formula}`" if s.formula is not None else \
+                    (f"gradient flows as `{s.rule}`" if s.rule else "not replayed")
+                value = _num(s.local) if s.local is not None else _shapes(s)
+                out.append(_md_row(s.derivative, formula, value))
+            chain = _chain(path, self.loss_label, self.wrt_label)
+            if chain:
+                out += ["", "```", *chain, "```"]
+            if path.scalar:
+                out += ["", f"Product: {' · '.join(_num(s.local) for s in path.steps)} = "
+                            f"{_num(float(path.contribution))}"]
+            out.append("")
+        if self._show_shares:
+            out += ["| through | paths | gradient |", "|---|---:|---|"]
+            out += [_md_row(g.through, str(g.n_paths), _value(g.contribution))
+                    for g in self.shares]
+            out.append("")
+        out.append(f"**{self._total_line()}**")
         return "\n".join(out)
 
     # --- LaTeX ---------------------------------------------------------------------------------
@@ -156,68 +272,62 @@ class Explanation:
         loss, wrt = _tex_name(self.loss_label), _tex_name(self.wrt_label)
         rows = []
         for path in self.paths:
-            factors = " ".join(rf"\frac{{\partial\, \mathrm{{{s.op}}}}}{{\partial {s.input_name}}}"
-                               for s in path.steps)
-            rows.append(rf"&{factors} = {_tex_value(path)}")
+            factors = " ".join(rf"\frac{{\partial {_tex_name(s.target)}}}"
+                               rf"{{\partial {_tex_name(s.source)}}}" for s in path.steps)
+            value = _num(float(path.contribution)) if path.scalar else ""
+            rows.append(rf"&{factors}" + (f" = {value}" if value else ""))
         if self.groups is not None:
-            rows += [rf"&\text{{via {g.op} ({g.n_paths} paths)}}: {_tex_array(g.contribution)}"
-                     for g in self.groups]
-        body = r" \\ " + "\n".join(r" \\ ".join(rows).split("\n"))
+            rows += [rf"&\text{{through {_tex_text(g.through)} ({g.n_paths} paths)}}: "
+                     rf"{_tex_array(g.contribution)}" for g in self.groups]
+        body = "".join(r" \\" + "\n" + r for r in rows)
         total = rf"\frac{{\partial {loss}}}{{\partial {wrt}}} &= {_tex_array(self.total)}"
-        return "\\begin{align*}\n" + total + (body if rows else "") + "\n\\end{align*}"
+        return "\\begin{align*}\n" + total + body + "\n\\end{align*}"
 
 
 # ----------------------------------------------------------------------------------------------
-# Number and expression formatting
+# Number and name formatting
 # ----------------------------------------------------------------------------------------------
 def _num(v: float) -> str:
-    return f"{v:.4g}"
+    """Four significant digits: 0.2475, -2.736, 3.217e-05 (never a bare 0 for a nonzero number)."""
+    return "0" if v == 0 else f"{v:.4g}"
+
+
+def _norm(a) -> str:
+    return _num(float(np.linalg.norm(np.asarray(a, np.float64))))
 
 
 def _value(a) -> str:
+    if a is None:
+        return "unknown"
     a = np.asarray(a)
-    if a.size == 1:
-        return _num(float(a.reshape(())))
+    if a.ndim == 0:
+        return _num(float(a))
     if a.size <= 6:  # small enough to read every value
-        return "[" + ", ".join(_num(float(v)) for v in a.ravel()) + f"] (shape {a.shape})"
-    return f"<{a.shape} array, norm {_num(float(np.linalg.norm(a)))}>"
+        return "[" + ", ".join(_num(float(v)) for v in a.ravel()) + f"] (shape {a.shape}, " \
+               f"norm {_norm(a)})"
+    big = float(np.abs(a).max()) if a.size and a.dtype.kind in "biuf" else 0.0
+    return f"shape {a.shape}, norm {_norm(a)}, largest |entry| {_num(big)}"
 
 
-def _tex_name(label: str) -> str:
-    return label if len(label) == 1 else rf"\mathrm{{{label}}}"
+def _shapes(step) -> str:
+    where = f"{step.target_shape} → {step.source_shape}"
+    if step.grad is None:
+        return f"{where}; no gradient was computed"
+    return f"{where}; gradient along this edge: norm {_norm(step.grad)}"
 
 
-def _tex_array(a) -> str:
-    a = np.asarray(a)
-    return _num(float(a.reshape(()))) if a.size == 1 else rf"\text{{{_value(a)}}}"
+def _formula(formula, local) -> str:
+    if formula is None or formula == _num(local):
+        return _num(local)
+    return f"{formula} = {_num(local)}"
 
 
-def _tex_value(path) -> str:
-    return _tex_array(path.contribution)
-
-
-def _product_text(path) -> str:
-    if path.scalar:
-        return " · ".join(_num(s.local) for s in path.steps) + f" = {_value(path.contribution)}"
-    return _value(path.contribution)
-
-
-def _derivative(formula: str) -> str:
-    """The local derivative inside a VJP formula: "grad * (1 - tanh(x)^2)" -> "1 - tanh(x)^2"."""
-    f = formula.strip()
-    sign = ""
-    if f.startswith("-grad"):
-        sign, f = "-", f[1:]
-    if f == "grad":
-        return sign + "1"
-    for lead, prefix in (("grad * ", ""), ("grad / ", "1 / ")):
-        if f.startswith(lead):
-            rest = f[len(lead):]
-            if prefix == "" and rest.startswith("(") and rest.endswith(")") and \
-                    _balanced(rest[1:-1]):
-                rest = rest[1:-1]
-            return sign + prefix + rest
-    return sign + f
+def _d(name: str) -> str:
+    """A name as it reads after ∂: ``w1``, ``fc1.weight``, ``(add #3)``, ``(o - t)``."""
+    if re.fullmatch(r"[\w.\[\]']+", name) or (name.startswith("(") and name.endswith(")")
+                                                and _balanced(name[1:-1])):
+        return name
+    return f"({name})"
 
 
 def _balanced(s: str) -> bool:
@@ -229,204 +339,139 @@ def _balanced(s: str) -> bool:
     return depth == 0
 
 
+def _tidy(text: str | None) -> str | None:
+    """``2·((o - t))`` -> ``2·(o - t)``: a name already in parentheses, wrapped again."""
+    if text is None:
+        return None
+    return re.sub(r"\(\(([^()]*)\)\)", r"(\1)", text)
+
+
+def _md_row(*cells) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _tex_text(s: str) -> str:
+    return re.sub(r"([#_%&$])", r"\\\1", s)
+
+
+def _tex_name(label: str) -> str:
+    if re.fullmatch(r"[A-Za-z]", label):
+        return label
+    m = re.fullmatch(r"([A-Za-z])(\d+)", label)
+    if m:
+        return f"{m.group(1)}_{{{m.group(2)}}}"
+    return rf"\mathrm{{{_tex_text(label).replace(' ', '~')}}}"
+
+
+def _tex_array(a) -> str:
+    if a is None:
+        return r"\text{unknown}"
+    a = np.asarray(a)
+    return _num(float(a.reshape(()))) if a.size == 1 and a.ndim == 0 else \
+        rf"\text{{{_tex_text(_value(a))}}}"
+
+
 # ----------------------------------------------------------------------------------------------
-# Pushing a gradient along one edge
+# The chain over named tensors
 # ----------------------------------------------------------------------------------------------
-def _vjp_one(node: Node, i: int, g):
-    """d loss / d (input i of node), given ``g`` = d loss / d (node's output), by the table."""
+def _chain(path, loss_label, wrt_label) -> list:
+    """The textbook chain over the tensors the user named, for a path of single numbers:
+    ∂C/∂w = ∂z/∂w · ∂o/∂z · ∂C/∂o = o_prev · o·(1 − o) · 2·(o − t) = ... ."""
+    if not path.scalar:
+        return []
+    ends = [k for k, s in enumerate(path.steps[:-1]) if s.named] + [len(path.steps) - 1]
+    if len(ends) < 2:
+        return []
+    segments, start, previous = [], 0, wrt_label
+    for end in ends:
+        steps = path.steps[start:end + 1]
+        top = loss_label if end == len(path.steps) - 1 else steps[-1].target
+        factors = [s.formula if s.formula is not None else _num(s.local) for s in steps]
+        factors = [f for f in factors if f != "1"] or ["1"]
+        text = factors[0] if len(factors) == 1 else "(" + " · ".join(factors) + ")"
+        value = float(np.prod([s.local for s in steps]))
+        segments.append((f"∂{_d(top)}/∂{_d(previous)}", text, value))
+        previous, start = top, end + 1
+    lhs = f"∂{_d(loss_label)}/∂{_d(wrt_label)}"
+    pad = " " * len(lhs)
+    return [f"{lhs} = " + " · ".join(s[0] for s in segments),
+            f"{pad} = " + " · ".join(s[1] for s in segments),
+            f"{pad} = " + " · ".join(_num(s[2]) for s in segments)
+            + f" = {_num(float(path.contribution))}"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the Trace
+# ----------------------------------------------------------------------------------------------
+def _node_of(tr: Trace, loss: Tensor, wrt: Tensor):
+    """The Trace node that stands for ``wrt``, or None when ``wrt`` does not reach ``loss``."""
+    if wrt.grad_fn is None:
+        return next((n for n in tr.nodes if n.kind == "parameter" and n.tensor is wrt), None)
+    # Operations are numbered in the order the backward pass visits them (op0 is the output).
+    order = _engine_order(loss.grad_fn)
     try:
-        inputs, ans = autograd._unpack(node, False)
-    except RuntimeError as exc:
-        raise RuntimeError(
-            f"explain: {exc} (call cr.explain before loss.backward(), or pass retain_graph=True "
-            f"to backward)") from None
-    op = node.op
-    if type(op) is Primitive and op.vjp_all is None:
-        gi = op.vjps[i](g, ans, *inputs, **node.params) if op.vjps[i] else None
-    else:
-        gi = op.vjp(node, g, inputs, ans)[i]
-    if isinstance(gi, Tensor):
-        gi = gi.data
-    if gi is None:
+        k = next(i for i, node in enumerate(order) if node is wrt.grad_fn)
+    except StopIteration:
         return None
-    gi = np.asarray(gi)
-    if node.shapes is not None and node.shapes[i] is not None and gi.shape != node.shapes[i]:
-        gi = unbroadcast(gi, node.shapes[i])
-    return gi
+    node = tr._by_id.get(f"op{k}")
+    known = node is not None and (node.value is not None or node.grad is not None)
+    if node is None or node.op != wrt.grad_fn.op.name or (known and tuple(node.shape)
+                                                          != wrt.shape):
+        raise RuntimeError("explain: cannot find wrt in the trace of loss (chainrule bug: the "
+                           "Trace numbers its operations differently)")
+    return node
 
 
-class _Labels:
-    """Names of tensors, by node (intermediates) or identity (leaves), for the chain lines."""
-
-    def __init__(self, names, loss, wrt):
-        self.by_node, self.by_leaf = {}, {}
-        items = names.items() if isinstance(names, dict) else (
-            (t.name, t) for t in (names or ()))
-        for label, t in items:
-            if not isinstance(t, Tensor):
-                raise TypeError(f"explain: names must map labels to Tensors, got "
-                                f"{type(t).__name__} for {label!r}")
-            if t.grad_fn is not None:
-                self.by_node[t.grad_fn] = label
-            else:
-                self.by_leaf[id(t)] = label
-        self.loss = self.of_tensor(loss) or "L"
-        self.wrt = self.of_tensor(wrt) or "x"
-
-    def of_tensor(self, t):
-        if t.grad_fn is not None:
-            return self.by_node.get(t.grad_fn) or t.name
-        return self.by_leaf.get(id(t)) or t.name
-
-    def of_input(self, node, j):
-        """A label for input j of node: a named tensor, a leaf's name or a scalar constant."""
-        p = node.parents[j]
-        if isinstance(p, Node):
-            return self.by_node.get(p)
-        if isinstance(p, Tensor):
-            return self.of_tensor(p)
-        saved = node.saved if isinstance(node.saved, tuple) else ()
-        value = saved[j] if j < len(saved) else None
-        if isinstance(value, Tensor):
-            return self.of_tensor(value) if value.grad_fn is None else self.by_node.get(
-                value.grad_fn)
-        if value is not None and np.ndim(value) == 0:
-            return _num(float(value))
-        return None
-
-
-def _substitute(expression, names, labels):
-    for name, label in zip(names, labels):
-        if label is not None:
-            expression = re.sub(rf"\b{re.escape(name)}\b", label, expression)
-    # x^(2-1) -> x^1 -> x: exponents of constant powers, evaluated.
-    expression = re.sub(r"\^\((-?\d+(?:\.\d+)?)-1\)",
-                        lambda m: "^" + _num(float(m.group(1)) - 1), expression)
-    return re.sub(r"\^1\b(?!\.)", "", expression)
-
-
-def _step(node, i, g_out, g_in, labels):
-    op, names = _graph.op_name(node), _graph.input_names(node)
-    formula = _graph.formulas(node)[i]
-    derivative = _derivative(formula)
-    local = None
-    if np.size(g_out) == 1 and np.size(g_in) == 1:
-        ones = np.ones(np.shape(g_out), dtype=np.asarray(g_out).dtype)
-        unit = _vjp_one(node, i, ones)
-        local = 0.0 if unit is None else float(np.asarray(unit).reshape(()))
-    symbolic = _substitute(derivative, names,
-                           [labels.of_input(node, j) for j in range(len(names))])
-    parent = node.parents[i]
-    in_label = labels.by_node.get(parent) if isinstance(parent, Node) else None
-    return Step(op=op, node_name=node.name, input_index=i, input_name=names[i], formula=formula,
-                derivative=derivative, local=local, in_shape=tuple(np.shape(g_in)),
-                out_shape=tuple(np.shape(g_out)), grad=g_in, in_label=in_label,
-                out_label=labels.by_node.get(node), symbolic=symbolic)
-
-
-# ----------------------------------------------------------------------------------------------
-# Counting and listing the paths
-# ----------------------------------------------------------------------------------------------
-def _count_paths(g, target):
-    """For each node, the number of paths from it down to ``target`` (iteratively)."""
-    count = {}
-    for node in reversed(g.nodes):  # parents before consumers
-        if node is target:
-            count[node] = 0
-            continue
-        count[node] = sum(1 if p is target else count.get(p, 0)
-                          for p in node.parents if isinstance(p, (Node, Tensor)))
+def _path_counts(tr: Trace) -> dict:
+    """For every node id, the number of paths from it to the output."""
+    uses = {}
+    for e in tr.edges:
+        if e.differentiable:
+            uses.setdefault(e.source, []).append(e.target)
+    count = {tr.output: 1}
+    # nodes come output first, each operation before the operations that made its inputs
+    for n in tr.nodes:
+        if n.id != tr.output:
+            count[n.id] = sum(count.get(t, 0) for t in uses.get(n.id, ()))
     return count
 
 
-def _edges_to_target(node, target, count):
-    return [i for i, p in enumerate(node.parents)
-            if p is not None and (p is target or (isinstance(p, Node) and count.get(p, 0) > 0))]
+def _labeller(tr: Trace, loss_label: str):
+    def label(node_id):
+        return loss_label if node_id == tr.output else tr[node_id].name
+    return label
 
 
-def _list_paths(root, target, count):
-    """Every path as a list of (node, input index) edges, loss first, found with a stack."""
-    paths, stack = [], [(root, [])]
-    while stack:
-        node, edges = stack.pop()
-        for i in reversed(_edges_to_target(node, target, count)):
-            here = edges + [(node, i)]
-            p = node.parents[i]
-            if p is target:
-                paths.append(here)
-            else:
-                stack.append((p, here))
-    return paths
+def _rule(text: str, target: str, loss_label: str) -> str:
+    """A Trace rule as the explanation writes it: the loss called by its name (the Trace calls
+    every loss L) and the upstream gradient's name in parentheses when it has spaces."""
+    if not text:
+        return text
+    text = text.replace(f"∂L/∂{target}", f"∂L/∂{_d(target)}")
+    if loss_label != "L":
+        text = text.replace("∂L/∂", f"∂{_d(loss_label)}/∂")
+    return _tidy(text)
 
 
-def _follow(edges, seed, labels):
-    """Push ``seed`` down one path alone; the steps in the order wrt -> loss."""
-    g, steps = seed, []
-    for node, i in edges:
-        g_in = _vjp_one(node, i, g)
-        if g_in is None:
-            g_in = np.zeros(node.shapes[i] if node.shapes else np.shape(g))
-        steps.append(_step(node, i, g, g_in, labels))
-        g = g_in
-    return Path(steps=steps[::-1], contribution=g)
-
-
-def _grouped(g, root, target, count, seed):
-    """Totals per last edge into ``target``: one restricted reverse pass over the graph."""
-    reach_from_root = {root: 1}
-    pending = {root: seed}
-    groups = {}
-    for node in g.nodes:
-        g_out = pending.pop(node, None)
-        if g_out is None:
-            continue
-        for i in _edges_to_target(node, target, count):
-            p = node.parents[i]
-            g_in = _vjp_one(node, i, g_out)
-            if p is target:
-                key = (node, i)
-                groups[key] = (g_in, reach_from_root[node])
-            elif g_in is not None:
-                pending[p] = pending[p] + g_in if p in pending else g_in
-                reach_from_root[p] = reach_from_root.get(p, 0) + reach_from_root[node]
-    out = []
-    for (node, i), (contribution, n) in groups.items():
-        names = _graph.input_names(node)
-        out.append(Group(op=_graph.op_name(node), node_name=node.name, input_name=names[i],
-                         n_paths=n, contribution=contribution))
-    return out
-
-
-def _chains(path, loss_label, wrt_label):
-    """The textbook chain over named tensors: dC/dw = dz/dw · do/dz · dC/do = ... (scalars)."""
-    boundaries = [i for i, s in enumerate(path.steps) if s.out_label is not None]
-    if not boundaries or not path.scalar:
-        return []
-    segments, start, previous = [], 0, wrt_label
-    for end in boundaries + [len(path.steps) - 1]:
-        if end < start:
-            continue
-        steps = path.steps[start:end + 1]
-        top = steps[-1].out_label or loss_label
-        value = float(np.prod([s.local for s in steps]))
-        factors = [s.symbolic for s in steps if s.symbolic not in ("1", "")]
-        segments.append((f"d{top}/d{previous}", " · ".join(factors) or "1", value))
-        previous, start = top, end + 1
-    if segments[-1][0].split("/")[0] != f"d{loss_label}":
-        return []
-    lhs = f"d{loss_label}/d{wrt_label}"
-    return [f"{lhs} = " + " · ".join(s[0] for s in segments),
-            " " * len(lhs) + " = " + " · ".join(s[1] for s in segments),
-            " " * len(lhs) + " = " + " · ".join(_num(s[2]) for s in segments)
-            + f" = {_value(path.contribution)}"]
+def _step(tr, edge, label, loss_label) -> Step:
+    source, target = tr[edge.source], tr[edge.target]
+    same = [e for e in tr.inputs_of(edge.target) if e.source == edge.source]
+    step = Step(source=label(edge.source), target=label(edge.target), op=target.op,
+                formula=_tidy(edge.formula), rule=_rule(edge.vjp, target.name, loss_label),
+                local=edge.local,
+                source_shape=tuple(source.shape), target_shape=tuple(target.shape),
+                grad=edge.grad, named=target.named or target.id == tr.output,
+                input=edge.index if len(same) > 1 else None, ids=(edge.source, edge.target))
+    return step
 
 
 def explain(loss, wrt, names=None, max_paths=20) -> Explanation:
     """The chain-rule account of d loss / d wrt (see the module docstring).
 
     ``loss`` is a one-element Tensor; ``wrt`` a leaf that requires grad or an intermediate
-    tensor of the graph. ``names`` maps labels to tensors (or lists tensors with ``.name`` set),
-    used to print the chain over named tensors. Above ``max_paths`` paths, they are grouped.
+    tensor of the graph. ``names`` (``{name: Tensor}``, or a list of tensors with ``.name`` set)
+    overrides the names taken from the caller's variables. Above ``max_paths`` paths, they are
+    grouped by the operation that reads ``wrt``.
     """
     if not isinstance(loss, Tensor) or loss.size != 1:
         raise ValueError(f"explain: loss must be a one-element Tensor, got "
@@ -434,41 +479,47 @@ def explain(loss, wrt, names=None, max_paths=20) -> Explanation:
     if not isinstance(wrt, Tensor) or not wrt.requires_grad:
         raise ValueError("explain: wrt must be a Tensor that requires grad (a leaf created with "
                          "requires_grad=True, or a tensor computed from one)")
-    labels = _Labels(names, loss, wrt)
-    target = wrt.grad_fn if wrt.grad_fn is not None else wrt
-    zero = np.zeros(wrt.shape, dtype=wrt.dtype)
-    if loss.grad_fn is None:
+    tr = trace(loss, names=names)  # names from explain's caller: the first frame outside chainrule
+    out = tr.loss
+    loss_label = out.name if out.named else "L"
+    if loss.grad_fn is None:  # the loss is a leaf: it is wrt or it does not depend on it
+        loss_label = out.name if out.name != "tensor" else "L"
         n = 1 if loss is wrt else 0
-        total = np.ones(wrt.shape, wrt.dtype) if n else zero
-        return Explanation(labels.loss, labels.wrt, n, total)
-    root = loss.grad_fn
-    seed = np.ones(loss.shape, dtype=loss.dtype)
-    with autograd.no_grad():
-        g = _graph.walk(loss)
-        count = _count_paths(g, target)
-        n_paths = 1 if root is target else count.get(root, 0)
-        if root is target:
-            return Explanation(labels.loss, labels.wrt, 1, seed.reshape(wrt.shape))
-        if n_paths == 0:
-            return Explanation(labels.loss, labels.wrt, 0, zero)
-        if n_paths <= max_paths:
-            paths = [_follow(edges, seed, labels) for edges in _list_paths(root, target, count)]
-            total = sum(_finish(p.contribution, wrt) for p in paths)
-            for p in paths:
-                p.contribution = _finish(p.contribution, wrt)
-            return Explanation(labels.loss, labels.wrt, n_paths, total, paths=paths)
-        groups = _grouped(g, root, target, count, seed)
-        for grp in groups:
-            grp.contribution = _finish(grp.contribution, wrt)
-        total = sum(grp.contribution for grp in groups)
-        return Explanation(labels.loss, labels.wrt, n_paths, total, groups=groups)
-
-
-def _finish(g, wrt):
-    """A contribution in wrt's shape and dtype (what the engine does for a leaf's .grad)."""
-    if g is None:
-        return np.zeros(wrt.shape, wrt.dtype)
-    g = np.asarray(g)
-    if g.shape != wrt.shape:
-        g = unbroadcast(g, wrt.shape)
-    return g.astype(wrt.dtype, copy=False)
+        total = np.ones(wrt.shape, wrt.dtype) if n else np.zeros(wrt.shape, wrt.dtype)
+        return Explanation(loss_label, loss_label if n else (wrt.name or "wrt"), n, total,
+                           paths=[Path([], total)] if n else [], wrt_shape=wrt.shape, trace=tr)
+    node = _node_of(tr, loss, wrt)
+    if node is None:  # not in the graph, so not in the Trace: its name from the caller
+        given = {id(t): k for k, t in names.items()} if isinstance(names, dict) else {}
+        label = given.get(id(wrt)) or caller_names()[0].get(id(wrt)) or wrt.name or "wrt"
+        return Explanation(loss_label, label, 0, np.zeros(wrt.shape, wrt.dtype),
+                           wrt_shape=wrt.shape, trace=tr)
+    label = _labeller(tr, loss_label)
+    wrt_label = label(node.id)
+    count = _path_counts(tr)
+    n_paths = count.get(node.id, 0)
+    message = tr.message
+    total = None if node.grad is None else np.asarray(node.grad)
+    from_grad = message is not None and node.kind == "parameter" and total is not None
+    uses = [e for e in tr.uses_of(node.id) if e.differentiable and count.get(e.target, 0)]
+    targets = [e.target for e in uses]
+    shares = [Group(op=tr[e.target].op, n_paths=count[e.target], contribution=e.grad,
+                    through=label(e.target) + ("" if targets.count(e.target) == 1
+                                               else f" (as its input {e.index + 1})"))
+              for e in uses]
+    paths, groups = [], None
+    if node.id == tr.output:
+        paths = [Path([], np.ones(wrt.shape, wrt.dtype))]
+        total = np.ones(wrt.shape, wrt.dtype)
+    elif n_paths <= max_paths:
+        for edges in tr.paths(node.id, limit=max_paths):
+            steps = [_step(tr, e, label, loss_label) for e in edges]
+            path = Path(steps)
+            if path.scalar:
+                path.contribution = np.asarray(np.prod([s.local for s in steps]), wrt.dtype)
+            paths.append(path)
+    else:
+        groups = shares
+    return Explanation(loss_label, wrt_label, n_paths, total, paths=paths, groups=groups,
+                       shares=shares, message=message, wrt_shape=wrt.shape,
+                       total_from_grad=from_grad, wrt_kind=node.kind, trace=tr)
