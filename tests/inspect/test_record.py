@@ -299,3 +299,15 @@ def test_formulas_use_the_users_names_only():
     for table_name in (" W", " w ", "grad", "labels", "onehot(y)"):
         assert table_name not in rules
     assert {"layer.weight", "layer.bias"} <= {n.name for n in tr.nodes}
+
+
+def test_collapsed_formulas_name_the_layer_boxes():
+    model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 2))
+    x = cr.tensor(np.ones((1, 3)))
+    with record():
+        loss = cr.nn.functional.cross_entropy(model(x), np.array([1]))
+    tr = trace(loss, collapse=model)
+    texts = [t for e in tr.edges for t in (e.formula or "", e.vjp)]
+    assert "[fc1 > 0]" in texts and "(softmax(fc2) − onehot(1)) / N" in texts
+    assert not any("linear #" in t for t in texts)
+    assert len(tr.uses_of(tr["fc1 (Linear)"].id)) == 1 and len(tr.inputs_of(tr.output)) == 2

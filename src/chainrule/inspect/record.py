@@ -314,13 +314,24 @@ class Trace:
     def loss(self) -> TraceNode:
         return self._by_id[self.output]
 
+    def _edge_index(self):
+        if getattr(self, "_into", None) is None or self._indexed != len(self.edges):
+            self._into, self._out_of = {}, {}
+            for e in self.edges:
+                self._into.setdefault(e.target, []).append(e)
+                self._out_of.setdefault(e.source, []).append(e)
+            for found in self._into.values():
+                found.sort(key=lambda e: e.index)
+            self._indexed = len(self.edges)
+        return self._into, self._out_of
+
     def inputs_of(self, node_id) -> list:
         """Edges into an operation, by input position."""
-        return sorted((e for e in self.edges if e.target == node_id), key=lambda e: e.index)
+        return list(self._edge_index()[0].get(node_id, ()))
 
     def uses_of(self, node_id) -> list:
         """Edges out of a node: the operations that read it (more than one: a fan-out)."""
-        return [e for e in self.edges if e.source == node_id]
+        return list(self._edge_index()[1].get(node_id, ()))
 
     @property
     def steps(self) -> list:
@@ -887,13 +898,25 @@ def _collapse(tr: Trace, collapse, labels) -> Trace:
                 nodes.append(box)
         else:
             nodes.append(n)
+    # Formulas name what is inside a box by the box: "[(linear #3) > 0]" -> "[fc2 > 0]"
+    short = {}
+    for i, k in group.items():
+        if tr[i].kind in ("operation", "output"):
+            short[tr[i].name] = boxes[k].name.rpartition(" (")[0] or boxes[k].name
+
+    def renamed(text):
+        for old, new in short.items():
+            text = re.sub(rf"(?<![\w])\({re.escape(old)}\)", new, text).replace(old, new)
+        return text
+
     edges = []
     for e in tr.edges:
         s, t = rename.get(e.source, e.source), rename.get(e.target, e.target)
         if s == t:
             continue
-        edges.append(TraceEdge(s, t, e.index, e.value, e.grad, e.formula, e.vjp, e.local,
-                               e.differentiable))
+        edges.append(TraceEdge(s, t, e.index, e.value, e.grad,
+                               None if e.formula is None else renamed(e.formula),
+                               renamed(e.vjp), e.local, e.differentiable))
     output = rename.get(tr.output, tr.output)
     collapsed = Trace(nodes, edges, output, tr.message)
     collapsed._index = {k: (ref, rename.get(i, i)) for k, (ref, i) in tr._index.items()}
