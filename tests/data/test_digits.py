@@ -14,6 +14,39 @@ def test_load_digits():
     assert set(np.unique(y)) == set(range(10))
 
 
+def test_the_shipped_file_is_the_uci_digits():
+    import hashlib
+
+    from chainrule.data.digits import DATA_FILE
+
+    with np.load(DATA_FILE, allow_pickle=False) as f:
+        pixels, labels = f["pixels"], f["labels"]
+    assert pixels.dtype == np.uint8 and pixels.max() == 16 and labels.max() == 9
+    digest = hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest()
+    assert digest == "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad869ec428a826"
+    assert (DATA_FILE.parent / "DIGITS.md").is_file()  # its source and licence
+
+
+def test_same_images_as_scikit_learns_copy_when_it_is_installed():
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = load_digits()
+    bunch = datasets.load_digits()
+    np.testing.assert_array_equal(X * 16, bunch.data.astype(np.float32))
+    np.testing.assert_array_equal(y, bunch.target)
+
+
+def test_loading_needs_no_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['sklearn'] = None; import chainrule as cr; "
+            "X, y = cr.data.load_digits(); print(X.shape, 'sklearn' in sys.modules and "
+            "sys.modules['sklearn'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1797, 64) False"
+
+
 def test_digits_splits_deterministic_and_disjoint():
     a, b, c = digits_splits(seed=3), digits_splits(seed=3), digits_splits(seed=4)
     assert len(a.train.X) + len(a.val.X) + len(a.test.X) == 1797

@@ -1,7 +1,7 @@
 """Datasets, batching, and real data that needs no download.
 
 ``loader = cr.data.DataLoader(cr.data.TensorDataset(X, y), batch_size=64, shuffle=True)``;
-``for xb, yb in loader: ...``. `load_digits` and `digits_splits` give scikit-learn's bundled
+``for xb, yb in loader: ...``. `load_digits` and `digits_splits` give the bundled
 8x8 digits; `read_idx` and `load_idx_dir` read MNIST-style IDX files you already have.
 """
 

@@ -1,7 +1,14 @@
-"""The 8x8 handwritten digits bundled with scikit-learn: real data, no download."""
+"""The 8x8 handwritten digits, shipped inside chainrule: real data, no download.
+
+``digits.npz`` beside this file holds the 1797 images of the UCI "Optical Recognition of
+Handwritten Digits" test set (E. Alpaydin, C. Kaynak, 1998; the copy scikit-learn bundles) as
+uint8 pixel counts 0..16 and uint8 labels, 45 KB compressed; DIGITS.md gives its source and
+licence (CC BY 4.0). Reading it takes milliseconds and needs only NumPy (no pickle).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -22,15 +29,16 @@ class DigitsSplits(NamedTuple):
     test: Split
 
 
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """All 1797 digits: ``X`` float32 (1797, 64) in [0, 1] (pixel intensity / 16), ``y`` int64
-    labels 0-9. Read from scikit-learn's bundled copy, so no network is needed."""
-    from sklearn.datasets import load_digits as sklearn_digits
+DATA_FILE = Path(__file__).with_name("digits.npz")
 
-    bunch = sklearn_digits()
-    X = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    return X, y
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits: ``X`` float32 (1797, 64) in [0, 1] (pixel count / 16), ``y`` int64
+    labels 0-9, from the copy shipped in the package (no network, no scikit-learn)."""
+    with np.load(DATA_FILE, allow_pickle=False) as f:
+        pixels, labels = f["pixels"], f["labels"]
+    X = (pixels / np.float32(16.0)).astype(np.float32)
+    return X, labels.astype(np.int64)
 
 
 def digits_splits(seed: int = 0, val_fraction: float = 0.1,
