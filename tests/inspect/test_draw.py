@@ -128,7 +128,7 @@ def test_draw_reads_a_trace_and_runs_no_user_hook():
     tr = trace(L, names=t)
     assert cr.draw(tr).source == cr.draw(L, names=t).source
     assert calls == [] and t["z"].grad is None and t["w1"].grad is None
-    with pytest.raises(ValueError, match="pass them to trace"):
+    with pytest.raises(TypeError, match="pass them to trace"):
         cr.draw(tr, names=t)
 
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.inspect.record import Trace, TraceNode, caller_names, layer_names, trace
+from chainrule.inspect.record import Trace, TraceNode, as_trace
 from chainrule.tensor import Tensor
 
 __all__ = ["draw", "Drawing", "MAX_NODES"]
@@ -353,25 +353,8 @@ def _highlight_id(tr: Trace, highlight, names, collapse) -> str:
             raise ValueError(f"draw: highlight: {exc.args[0]}") from None
     if not isinstance(highlight, Tensor):
         raise TypeError(f"draw: highlight expects a Tensor, got {type(highlight).__name__}")
-    for n in tr.nodes:
-        if n.tensor is highlight:
-            return n.id
-    for module in _modules(collapse):  # a parameter inside a collapsed layer: its box
-        readable = layer_names(module)
-        for path, p in module.named_parameters():
-            if p is highlight:
-                prefix = path.rpartition(".")[0]
-                shown = readable.get(prefix) or type(module).__name__.lower()
-                for n in tr.nodes:
-                    if n.kind == "module" and n.name.startswith(shown + " ("):
-                        return n.id
-    named = dict(names) if isinstance(names, dict) else {}
-    label = next((k for k, t in named.items() if t is highlight), None)
-    if label is None:
-        label = caller_names()[0].get(id(highlight))
-    if label is not None:
-        with contextlib.suppress(KeyError):
-            return tr[label].id
+    with contextlib.suppress(KeyError):  # a parameter inside a collapsed layer: its box
+        return tr.node_of(highlight).id
     raise ValueError("draw: highlight: this tensor is not a node of the drawing (give it a "
                      "name with names= or pass the node's id)")
 
@@ -519,15 +502,7 @@ def draw(x, *, names=None, collapse=None, highlight=None, show_values=True, show
     ``title``: a caption on top.
     """
     modules = _modules(collapse)
-    if isinstance(x, Trace):
-        if names is not None or collapse is not None:
-            raise ValueError("draw: names= and collapse= build a Trace; pass them to "
-                             "trace(loss, names=..., collapse=...) and draw its result")
-        tr = x
-    elif isinstance(x, Tensor):
-        tr = trace(x, names=names, collapse=modules or None, _found=caller_names())
-    else:
-        raise TypeError(f"draw: expected a Tensor or a Trace, got {type(x).__name__}")
+    tr = as_trace("draw", x, names, modules or None)
     if len(tr.nodes) > max_nodes:
         return _capped(tr, max_nodes)
     on_nodes, on_edges = set(), set()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chainrule.inspect.record import Trace, _engine_order, caller_names, trace
+from chainrule.inspect.record import Trace, caller_names, trace, wrapped
 from chainrule.tensor import Tensor
 
 __all__ = ["explain", "Explanation", "Path", "Step", "Group"]
@@ -62,7 +62,7 @@ class Step:
     @property
     def derivative(self) -> str:
         which = "" if self.input is None else f" (as its input {self.input + 1})"
-        return f"∂{_d(self.target)}/∂{_d(self.source)}{which}"
+        return f"∂{wrapped(self.target)}/∂{wrapped(self.source)}{which}"
 
     def text(self) -> str:
         if self.local is not None:
@@ -140,7 +140,7 @@ class Explanation:
 
     @property
     def _d(self) -> str:
-        return f"∂{_d(self.loss_label)}/∂{_d(self.wrt_label)}"
+        return f"∂{wrapped(self.loss_label)}/∂{wrapped(self.wrt_label)}"
 
     def _headline(self) -> str:
         n = self.n_paths
@@ -322,23 +322,6 @@ def _formula(formula, local) -> str:
     return f"{formula} = {_num(local)}"
 
 
-def _d(name: str) -> str:
-    """A name as it reads after ∂: ``w1``, ``fc1.weight``, ``(add #3)``, ``(o - t)``."""
-    if re.fullmatch(r"[\w.\[\]']+", name) or (name.startswith("(") and name.endswith(")")
-                                                and _balanced(name[1:-1])):
-        return name
-    return f"({name})"
-
-
-def _balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
 def _tidy(text: str | None) -> str | None:
     """``2·((o - t))`` -> ``2·(o - t)``: a name already in parentheses, wrapped again."""
     if text is None:
@@ -390,9 +373,9 @@ def _chain(path, loss_label, wrt_label) -> list:
         factors = [f for f in factors if f != "1"] or ["1"]
         text = factors[0] if len(factors) == 1 else "(" + " · ".join(factors) + ")"
         value = float(np.prod([s.local for s in steps]))
-        segments.append((f"∂{_d(top)}/∂{_d(previous)}", text, value))
+        segments.append((f"∂{wrapped(top)}/∂{wrapped(previous)}", text, value))
         previous, start = top, end + 1
-    lhs = f"∂{_d(loss_label)}/∂{_d(wrt_label)}"
+    lhs = f"∂{wrapped(loss_label)}/∂{wrapped(wrt_label)}"
     pad = " " * len(lhs)
     return [f"{lhs} = " + " · ".join(s[0] for s in segments),
             f"{pad} = " + " · ".join(s[1] for s in segments),
@@ -405,21 +388,10 @@ def _chain(path, loss_label, wrt_label) -> list:
 # ----------------------------------------------------------------------------------------------
 def _node_of(tr: Trace, loss: Tensor, wrt: Tensor):
     """The Trace node that stands for ``wrt``, or None when ``wrt`` does not reach ``loss``."""
-    if wrt.grad_fn is None:
-        return next((n for n in tr.nodes if n.kind == "parameter" and n.tensor is wrt), None)
-    # Operations are numbered in the order the backward pass visits them (op0 is the output).
-    order = _engine_order(loss.grad_fn)
     try:
-        k = next(i for i, node in enumerate(order) if node is wrt.grad_fn)
-    except StopIteration:
+        return tr.node_of(wrt)
+    except KeyError:
         return None
-    node = tr._by_id.get(f"op{k}")
-    known = node is not None and (node.value is not None or node.grad is not None)
-    if node is None or node.op != wrt.grad_fn.op.name or (known and tuple(node.shape)
-                                                          != wrt.shape):
-        raise RuntimeError("explain: cannot find wrt in the trace of loss (chainrule bug: the "
-                           "Trace numbers its operations differently)")
-    return node
 
 
 def _path_counts(tr: Trace) -> dict:
@@ -447,9 +419,9 @@ def _rule(text: str, target: str, loss_label: str) -> str:
     every loss L) and the upstream gradient's name in parentheses when it has spaces."""
     if not text:
         return text
-    text = text.replace(f"∂L/∂{target}", f"∂L/∂{_d(target)}")
+    text = text.replace(f"∂L/∂{target}", f"∂L/∂{wrapped(target)}")
     if loss_label != "L":
-        text = text.replace("∂L/∂", f"∂{_d(loss_label)}/∂")
+        text = text.replace("∂L/∂", f"∂{wrapped(loss_label)}/∂")
     return _tidy(text)
 
 

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.inspect.record import Trace, caller_names, trace
-from chainrule.tensor import Tensor
+from chainrule.inspect.record import Trace, as_trace
 
 __all__ = ["write_page", "page_data"]
 
@@ -1082,16 +1081,7 @@ def write_page(loss_or_trace, path, *, names=None, collapse=None, lr=0.1, title=
     ``collapse``: a model whose layers become one box each; ``lr``: the learning rate of the
     gradient-descent step on the last page; ``title``: the page's heading.
     """
-    if isinstance(loss_or_trace, Trace):
-        if names is not None or collapse is not None:
-            raise TypeError("write_page: names= and collapse= apply when tracing a tensor; "
-                            "pass them to trace() to give a Trace")
-        tr = loss_or_trace
-    elif isinstance(loss_or_trace, Tensor):
-        tr = trace(loss_or_trace, names=names, collapse=collapse, _found=caller_names())
-    else:
-        raise TypeError(f"write_page: expected a Tensor or a Trace, got "
-                        f"{type(loss_or_trace).__name__}")
+    tr = as_trace("write_page", loss_or_trace, names, collapse)
     title = title or f"Backpropagation through {tr.loss.name}, step by step"
     data = page_data(tr, lr)
     svg, note = _graph_svg(tr)

@@ -390,6 +390,19 @@ class Trace:
 # ----------------------------------------------------------------------------------------------
 # Building it
 # ----------------------------------------------------------------------------------------------
+def as_trace(view: str, x, names=None, collapse=None) -> Trace:
+    """``x`` itself when it is a Trace, else ``trace(x, ...)`` with the names of the caller of
+    the view (``view`` names it in errors)."""
+    if isinstance(x, Trace):
+        if names is not None or collapse is not None:
+            raise TypeError(f"{view}: names= and collapse= apply when tracing a tensor; pass "
+                             f"them to trace(loss, names=..., collapse=...) instead")
+        return x
+    if isinstance(x, Tensor):
+        return trace(x, names=names, collapse=collapse, _found=caller_names())
+    raise TypeError(f"{view}: expected a Tensor or a Trace, got {type(x).__name__}")
+
+
 def trace(output, *, names=None, collapse=None, _found=None) -> Trace:
     """The `Trace` of ``output`` (a Tensor that came out of recorded operations).
 
@@ -732,9 +745,10 @@ def _balanced(s: str) -> bool:
     return depth == 0
 
 
-def _wrapped(label: str) -> str:
-    """A name as it goes into a formula: in parentheses unless it is one word or already is."""
-    if re.fullmatch(r"[\w.\[\]]+", label):
+def wrapped(label: str) -> str:
+    """A name as it goes into a formula: in parentheses unless it is one word or already is
+    (``w1``, ``fc1.weight``, ``(add #3)``, ``(o - t)``)."""
+    if re.fullmatch(r"[\w.\[\]']+", label):
         return label
     if label.startswith("(") and label.endswith(")") and _balanced(label[1:-1]):
         return label
@@ -749,14 +763,14 @@ def _substitute(expression: str, arg_names, labels, out_label, loss_label="L") -
         expression = expression.replace(plain, pretty)
     for name, label in zip(arg_names, labels):
         if label is not None:
-            expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w])", _wrapped(label),
+            expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w])", wrapped(label),
                                 expression)
-            inner = _wrapped(label)
+            inner = wrapped(label)
             expression = expression.replace(f"({inner})", inner) if inner.startswith("(") \
                 else expression
     if out_label == loss_label:  # at the output the upstream gradient is dL/dL = 1
         expression = re.sub("^\x00·", "", expression).replace("\x00", "1")
-    symbol = f"∂{_wrapped(loss_label)}/∂{_wrapped(out_label)}"
+    symbol = f"∂{wrapped(loss_label)}/∂{wrapped(out_label)}"
     expression = expression.replace(upstream + "ᵀ", f"({symbol})ᵀ").replace(upstream, symbol)
     expression = re.sub(r"\^\((-?\d+(?:\.\d+)?)-1\)",
                         lambda m: "^" + _number(float(m.group(1)) - 1), expression)
