@@ -1,6 +1,8 @@
 """The `chainrule` command end to end: training, outputs, resume, evaluate, predict, errors."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -119,3 +121,210 @@ def test_python_dash_m_runs_the_command():
     result = subprocess.run([sys.executable, "-m", "chainrule", "train", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--hidden" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# Files from users: refused in one line naming the file and field; options that made no sense
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """One tiny run (1 of 2 epochs, 8 hidden units): its --out directory."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--epochs", "2", "--stop-after", "1", "--hidden", "8", "--no-progress",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def rewrite_header(path, edit):
+    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def edit_json_field(path, key, change, keep_signature=False):
+    def edit(header):
+        meta = header["__metadata__"]
+        value = json.loads(meta[key])
+        change(value)
+        meta[key] = json.dumps(value)
+        if not keep_signature:
+            meta.pop("chainrule.signature")
+    rewrite_header(path, edit)
+
+
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
+
+
+@pytest.mark.parametrize("change,signed,message", [
+    (lambda a: a.update(seed=3), True, "does not match the signature"),
+    (lambda a: a.update(n_inputs="64"), False, "architecture field 'n_inputs' must be a positive "
+                                               "integer, got '64'"),
+    (lambda a: a.update(activation="os.system"), False, "architecture field 'activation' must "
+                                                        "be one of"),
+    (lambda a: a.pop("hidden"), False, "architecture lacks the field 'hidden'"),
+    (lambda a: a.update(hidden=[200000, 200000]), False, r"needs '1.weight' of shape "
+                                                         r"\(200000, 64\)"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "graph", "explain"])
+def test_an_edited_model_file_exits_1_naming_file_and_field(small_run, tmp_path, capsys, change,
+                                                            signed, message, command):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes((small_run / "model.safetensors").read_bytes())
+    edit_json_field(path, "architecture", change, keep_signature=signed)
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.zeros(64, np.float32))
+    argv = {"evaluate": ["evaluate", str(path)], "predict": ["predict", str(path)],
+            "graph": ["graph", "--model", str(path), "--input", str(sample), "--out",
+                      str(tmp_path / "g.dot")],
+            "explain": ["explain", "--model", str(path), "--input", str(sample)]}[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "warning:" not in line]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"chainrule {command}: error: {path}: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert signed or f"chainrule {command}: warning: {path} is not signed" in err
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda i: i.update(epoch=-5), "'epoch' must be a non-negative integer or null, got -5"),
+    (lambda i: i.update(epoch=1000000000), "'epoch' is 1000000000, but a run of --epochs 2"),
+    (lambda i: i.update(epoch="two"), "'epoch' must be a non-negative integer"),
+    (lambda i: i.update(extra=None), "'extra.options' is missing"),
+    (lambda i: i["extra"].pop("options"), "'extra.options' is missing"),
+    (lambda i: i["extra"].update(history=5), "'extra.history' must list one row"),
+    (lambda i: i["optimizer"]["param_groups"][0].update(lr="fast"), "lr' is 'fast'"),
+    (lambda i: i["optimizer"]["scalars"]["0"].update(step=None), "step' must be a finite number"),
+    (lambda i: i.update(rng_state={"state": 1}), "'rng_state' is not a state"),
+])
+def test_resume_from_an_edited_checkpoint_exits_1_naming_file_and_field(small_run, tmp_path,
+                                                                       capsys, change, message):
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out)
+    path = out / "checkpoint.safetensors"
+    edit_json_field(path, "chainrule.checkpoint", change)
+    argv = ["train", "--epochs", "2", "--hidden", "8", "--no-progress", "--out", str(out),
+            "--resume"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"chainrule train: error: {path}: checkpoint field " in err and "Traceback" not in err
+    assert re.search(message, err), err
+
+
+def test_predict_prints_the_indices_it_was_given(small_run, capsys):
+    assert main(["predict", str(small_run / "model.safetensors"), "--index", "3", "4", "5"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines()] == ["sample 3", "sample 4",
+                                                                 "sample 5"]
+
+
+def test_predict_refuses_raw_digits_and_nan_naming_the_sample(small_run, tmp_path, capsys):
+    X = cr.data.digits_splits(seed=0).test.X[:3]
+    model = str(small_run / "model.safetensors")
+    raw, nan, good = tmp_path / "raw.npy", tmp_path / "nan.npy", tmp_path / "good.npy"
+    np.save(raw, X * 16)
+    bad = X.copy()
+    bad[1, 5] = np.nan
+    np.save(nan, bad)
+    np.save(good, X)
+    assert main(["predict", model, "--input", str(raw)]) == 1
+    err = capsys.readouterr().err
+    assert "values range 0..16" in err and "trained on inputs in 0..1" in err
+    assert "divide them by 16 first" in err
+    assert main(["predict", model, "--input", str(nan)]) == 1
+    assert "sample 1 holds nan at input 5" in capsys.readouterr().err
+    assert main(["predict", model, "--input", str(good)]) == 0
+    assert capsys.readouterr().out.count("sample") == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--hidden", "128,,64"], "--hidden: expected comma-separated positive integers, "
+                                       "got '128,,64'"),
+    (["train", "--hidden", "128,"], "--hidden: expected comma-separated positive integers"),
+    (["train", "--stop-after", "50", "--epochs", "3"], "--stop-after 50 is after the last epoch "
+                                                       "(--epochs 3)"),
+])
+def test_options_that_would_be_misread_or_ignored_exit_2(argv, message, capsys):
+    assert _exit_code(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_version_and_defaults_in_help(capsys):
+    assert _exit_code(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"chainrule {cr.__version__}"
+    assert _exit_code(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 256,128)", "(default: 30)", "(default: 32)", "(default: relu)",
+                  "(default: runs/latest)", "(default: adam)", "(default: 0)",
+                  "a previous run there is overwritten"):
+        assert shown in text, shown
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert _exit_code(["predict", "--help"]) == 0
+    assert "divided by 16" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_diverging_run_exits_1_naming_epoch_and_step(tmp_path, capsys):
+    argv = ["train", "--lr", "1e6", "--optimizer", "sgd", "--epochs", "3", "--hidden", "8",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"chainrule train: error: epoch 1, step \d+ of 40: the loss is (nan|inf): "
+                     r"training diverged", err) and "Traceback" not in err
+
+
+def test_train_says_it_overwrites_and_creates_missing_folders(tmp_path, capsys):
+    out = tmp_path / "a" / "b"
+    argv = ["train", "--epochs", "1", "--hidden", "8", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"writing to {out}\n" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert f"writing to {out} (overwrites the previous run there" in capsys.readouterr().out
+
+
+def test_a_missing_output_folder_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "--example", "seed-004", "--out", "nodir/g.dot"]) == 1
+    err = capsys.readouterr().err
+    assert "chainrule graph: error: nodir/g.dot: the folder nodir does not exist" in err
+    assert "Errno" not in err
+
+
+def test_an_unexpected_error_is_one_line(monkeypatch, capsys):
+    from chainrule import cli
+
+    def broken(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(cli, "_evaluate", broken)
+    assert main(["evaluate", "m.safetensors"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TypeError: unsupported operand" in err
+    monkeypatch.setenv("CHAINRULE_TRACEBACK", "1")
+    with pytest.raises(TypeError):
+        main(["evaluate", "m.safetensors"])
+
+
+def test_evaluate_refuses_idx_labels_the_model_does_not_have(small_run, tmp_path, capsys):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 8, 8), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 12, 2], np.uint8))
+    assert main(["evaluate", str(small_run / "model.safetensors"), "--data", str(tmp_path)]) == 1
+    assert "test labels in" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    command = [sys.executable, "-m", "chainrule", "train", "--epochs", "1", "--hidden", "8",
+               "--no-progress", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head` does once it has its lines
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141, err
+    assert err.decode() == ""

@@ -208,3 +208,34 @@ def test_inspect_builds_on_the_engine_only():
     offenders = {f"{p.name}:{line} {what}" for p in sorted(package.glob("*.py"))
                  for line, what in _uses_outside_the_engine(p)}
     assert not offenders, sorted(offenders)
+
+
+def test_model_input_is_checked_as_predict_checks_it(tmp_path, capsys):
+    path = tmp_path / "model.safetensors"
+    model = build_model(64, [8], 10, "relu")
+    spec = {"n_inputs": 64, "hidden": [8], "n_classes": 10, "activation": "relu", "seed": 0}
+    inputs = {"range": [0.0, 1.0], "divided_by": 16.0, "description": "digits / 16"}
+    cr.save(model.state_dict(), path, metadata={"architecture": architecture(spec),
+                                                "inputs": json.dumps(inputs)})
+    nan, raw = tmp_path / "nan.npy", tmp_path / "raw.npy"
+    np.save(nan, np.full(64, np.nan))
+    np.save(raw, np.full(64, 12.0))
+    for command in ("explain", "graph"):
+        extra = ["--out", str(tmp_path / "g.dot")] if command == "graph" else []
+        assert main([command, "--model", str(path), "--input", str(nan)] + extra) == 1
+        assert f"--input {nan}: sample 0 holds nan" in capsys.readouterr().err
+        assert main([command, "--model", str(path), "--input", str(raw)] + extra) == 1
+        assert "divide them by 16 first" in capsys.readouterr().err
+
+
+def test_an_edited_model_file_is_named_not_a_traceback(tmp_path, sample, capsys):
+    path = tmp_path / "model.safetensors"
+    _saved_model(path)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    text = raw[8:8 + n].replace(b'\\"relu\\"', b'\\"tanh\\"')  # the JSON inside the header
+    path.write_bytes(raw[:8] + text + raw[8 + n:])
+    assert main(["explain", "--model", str(path), "--input", str(sample)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: the header" in err and "does not match the signature" in err
+    assert "Traceback" not in err

@@ -1,7 +1,14 @@
 """cr.save / cr.load (safetensors, atomic, verified) and training checkpoints."""
 
+import json
 import os
 import pickle
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -258,3 +265,253 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="JSON"):
         cr.save_checkpoint(path, model={"w": w}, extra={"f": object()})
     assert cr.load_checkpoint(path, model={"w": w})["epoch"] is None  # the old file survived
+
+
+# ----------------------------------------------------------------------------------------------
+# Signatures: the metadata is covered too
+# ----------------------------------------------------------------------------------------------
+def rewrite_header(path, edit):
+    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def unsign(path):
+    rewrite_header(path, lambda h: h["__metadata__"].pop("chainrule.signature"))
+
+
+def test_editing_the_metadata_breaks_the_signature(tmp_path):
+    path = tmp_path / "m.safetensors"
+    cr.save({"w": np.ones((2, 3), np.float32)}, path, metadata={"note": "hello"})
+    assert io.load_header(path).signed
+    rewrite_header(path, lambda h: h["__metadata__"].update(note="edited"))
+    for read in (cr.load, io.load_metadata, io.load_header):
+        with pytest.raises(CheckpointError, match=r"m.safetensors: the header .* does not match "
+                                                  r"the signature"):
+            read(path)
+
+
+def test_the_signature_covers_tensor_shapes_and_a_removed_tensor_hash(tmp_path):
+    path = tmp_path / "m.safetensors"
+    cr.save({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, path)
+    rewrite_header(path, lambda h: h["w"].update(shape=[3, 2]))  # same bytes, other shape
+    with pytest.raises(CheckpointError, match="does not match the signature"):
+        io.load_header(path)
+    cr.save({"w": np.ones(3, np.float32)}, path)
+    rewrite_header(path, lambda h: h["__metadata__"].pop("chainrule.sha256"))
+    with pytest.raises(CheckpointError, match="chainrule.sha256 is missing"):
+        cr.load(path)
+
+
+def test_load_header_gives_shapes_without_reading_the_tensors(tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    cr.save({"w": np.ones((4, 5), np.float32), "n": np.arange(3)}, path, metadata={"a": "b"})
+    monkeypatch.setattr(io, "_read", None)  # the tensors are not read
+    header = io.load_header(path)
+    assert header.tensors == {"w": ("F32", (4, 5)), "n": ("I64", (3,))}
+    assert header.metadata["a"] == "b" and header.signed
+    assert io.dtype_of("F32") == np.float32
+
+
+def test_a_header_whose_shapes_do_not_fit_the_bytes_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"w": np.ones(4, np.float32)}, str(path))
+    rewrite_header(path, lambda h: h["w"].update(shape=[200000, 200000]))
+    with pytest.raises(CheckpointError, match=r"m.safetensors: .*shape \[200000, 200000\].* "
+                                              r"does not fit its 16 bytes"):
+        io.load_header(path)
+
+
+def _legacy_file(path, metadata):
+    """A file as chainrule 0.1 wrote it: the SHA-256 of the tensors only."""
+    arrays = {"w": np.arange(4, dtype=np.float32)}
+    save_file(arrays, str(path), metadata={**metadata, "chainrule.sha256": io._digest(arrays)})
+
+
+def test_files_of_chainrule_0_1_load_and_reading_their_metadata_warns(tmp_path):
+    path = tmp_path / "old.safetensors"
+    _legacy_file(path, {"note": "old"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(cr.load(path)["w"].data, [0, 1, 2, 3])  # no warning
+    with pytest.warns(io.UnsignedFileWarning, match="old.safetensors is not signed"):
+        assert io.load_metadata(path)["note"] == "old"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))  # its tensors are still checked
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        cr.load(path)
+
+
+def test_a_signing_key_adds_an_hmac_that_every_load_then_requires(tmp_path, monkeypatch):
+    keyed, plain = tmp_path / "keyed.safetensors", tmp_path / "plain.safetensors"
+    cr.save({"w": np.ones(3)}, plain, metadata={"a": "1"})
+    monkeypatch.setenv("CHAINRULE_SIGNING_KEY", "secret")
+    cr.save({"w": np.ones(3)}, keyed, metadata={"a": "1"})
+    assert io.load_header(keyed).metadata["chainrule.hmac"].startswith("hmac-sha256:")
+    assert io.load_metadata(keyed)["a"] == "1"
+    with pytest.raises(CheckpointError, match="saved without a signing key"):
+        cr.load(plain)
+    legacy = tmp_path / "legacy.safetensors"
+    _legacy_file(legacy, {})
+    with pytest.raises(CheckpointError, match="is not signed"):
+        cr.load(legacy)
+    # an attacker who edits the metadata and recomputes the plain checksum is caught
+    raw_meta = io.load_header(keyed).metadata
+    forged = dict(raw_meta, a="2")
+    tensors = io.load_header(keyed).tensors
+    forged["chainrule.signature"] = "sha256:" + __import__("hashlib").sha256(
+        io._canonical(forged, tensors)).hexdigest()
+    rewrite_header(keyed, lambda h: h.update(__metadata__=forged))
+    with pytest.raises(CheckpointError, match="HMAC does not match"):
+        cr.load(keyed)
+    monkeypatch.setenv("CHAINRULE_SIGNING_KEY", "another")
+    cr.save({"w": np.ones(3)}, keyed)
+    monkeypatch.setenv("CHAINRULE_SIGNING_KEY", "secret")
+    with pytest.raises(CheckpointError, match="signed with another key"):
+        cr.load(keyed)
+    monkeypatch.delenv("CHAINRULE_SIGNING_KEY")
+    np.testing.assert_array_equal(cr.load(keyed)["w"].data, np.ones(3))  # keyless: checksum
+
+
+def test_a_temporary_file_left_by_a_killed_save_is_removed_by_the_next(tmp_path):
+    path = tmp_path / "a.safetensors"
+    cr.save({"w": np.zeros(10)}, path)
+    code = textwrap.dedent(f"""
+        import os, numpy as np, chainrule as cr
+        from chainrule import io
+        def killed(f, data):
+            f.write(data[:100])
+            f.flush()
+            os.kill(os.getpid(), 9)
+        io._write_all = killed
+        cr.save({{"w": np.ones(10)}}, {str(path)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert result.returncode == -9
+    left = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(".a.safetensors.")
+    np.testing.assert_array_equal(cr.load(path)["w"].data, np.zeros(10))  # intact, and ...
+    assert os.listdir(tmp_path) == ["a.safetensors"]  # ... the load cleaned up
+    # chainrule 0.1's temporaries (no process id) go once they are ten minutes old
+    old, fresh = tmp_path / ".a.safetensors.abcd1234.tmp", tmp_path / ".a.safetensors.zz_99xyz.tmp"
+    for p in (old, fresh):
+        p.write_bytes(b"partial")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    mine = tmp_path / f".a.safetensors.{os.getpid()}-abcdefgh.tmp"  # a live writer's
+    mine.write_bytes(b"partial")
+    other = tmp_path / ".b.safetensors.1-abcdefgh.tmp"  # another file's: not ours to touch
+    other.write_bytes(b"x")
+    cr.save({"w": np.ones(10)}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.safetensors", fresh.name, mine.name,
+                                                   other.name])
+
+
+# ----------------------------------------------------------------------------------------------
+# The checkpoint schema: every field checked before use
+# ----------------------------------------------------------------------------------------------
+def _edit_checkpoint(path, change, keep_signature=False):
+    def edit(header):
+        meta = header["__metadata__"]
+        info = json.loads(meta["chainrule.checkpoint"])
+        change(info)
+        meta["chainrule.checkpoint"] = json.dumps(info)
+        if not keep_signature:
+            meta.pop("chainrule.signature")
+    rewrite_header(path, edit)
+
+
+def _group(info):
+    return info["optimizer"]["param_groups"][0]
+
+
+BAD_CHECKPOINTS = [
+    (lambda i: i.update(epoch=-5), "'epoch' must be a non-negative integer or null, got -5"),
+    (lambda i: i.update(epoch="two"), "'epoch' must be a non-negative integer or null, got 'two'"),
+    (lambda i: i.update(epoch=1e9), "'epoch' must be a non-negative integer or null, got "
+                                    "1000000000.0"),
+    (lambda i: i.update(extra=5), "'extra' must be a JSON object or null, got 5"),
+    (lambda i: i.update(format=2), "'format' must be 1"),
+    (lambda i: i.update(evil=1), "'evil' is not a checkpoint field"),
+    (lambda i: i.update(model="yes"), "'model' must be true"),
+    (lambda i: _group(i).update(lr="fast"), r"'optimizer.param_groups\[0\].lr' is 'fast'; Adam "
+                                            r"takes a value like 0.01"),
+    (lambda i: _group(i).update(lr=-1.0), r"param_groups\[0\]': Adam: invalid lr -1.0"),
+    (lambda i: _group(i).update(betas=[0.9]), r"betas' is \[0.9\]"),
+    (lambda i: _group(i).update(betas=[0.9, 2.0]), "beta2"),
+    (lambda i: _group(i).pop("eps"), r"Adam options missing \['eps'\]"),
+    (lambda i: _group(i).update(params=[0, 0, 1, 2]), "distinct parameter indices"),
+    (lambda i: i["optimizer"]["scalars"]["0"].update(step="x"), "step' must be a finite number"),
+    (lambda i: i["optimizer"]["scalars"]["0"].update(step=-3), "step' must be a non-negative"),
+    (lambda i: i["optimizer"]["scalars"]["0"].update(step=2.5), "step' must be a non-negative"),
+    (lambda i: i["optimizer"]["scalars"].update({"99": {"step": 1}}), "'optimizer.scalars.99' is "
+                                                                     "not the index"),
+    (lambda i: i["optimizer"]["scalars"]["0"].pop("step"), r"parameter 0 lacks \['step'\]"),
+    (lambda i: i["optimizer"].update(type="SGD"), "holds SGD state"),
+    (lambda i: i["scheduler"]["state"].update(step_size="x"), "'scheduler.state.step_size' is "
+                                                              "'x'; StepLR takes a value like 2"),
+    (lambda i: i["scheduler"]["state"].update(step_size=0), "step_size' is 0"),
+    (lambda i: i["scheduler"]["state"].update(base_lrs=[-1.0]), "base_lrs' is"),
+    (lambda i: i["scheduler"]["state"].update(evil=1), r"StepLR fields missing \[\], unknown "
+                                                       r"\['evil'\]"),
+    (lambda i: i["scheduler"].update(state=[]), "'scheduler.state' must be an object"),
+    (lambda i: i.update(rng_state={"bit_generator": "MT19937"}), "'rng_state' is not a state of "
+                                                                 "chainrule's random generator"),
+    (lambda i: i["rng_state"]["state"].update(state=-1), "'rng_state' is not a state"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_CHECKPOINTS)
+def test_a_checkpoint_field_of_the_wrong_type_or_range_is_named_before_anything_changes(
+        tmp_path, change, message):
+    cr.manual_seed(0)
+    params, opt, sched, loader = _setup()
+    _train_epoch(params, opt, sched, loader)
+    path = tmp_path / "ckpt.safetensors"
+    cr.save_checkpoint(path, model=params, optimizer=opt, scheduler=sched, epoch=1,
+                       extra={"note": "x"})
+    signed = tmp_path / "signed.safetensors"
+    signed.write_bytes(path.read_bytes())
+    _edit_checkpoint(signed, change, keep_signature=True)
+    with pytest.raises(CheckpointError, match="does not match the signature"):
+        cr.load_checkpoint(signed)
+    _edit_checkpoint(path, change)
+    cr.manual_seed(5)
+    params, opt, sched, _ = _setup()
+    before = {k: v.data.copy() for k, v in params.items()}
+    state_before, rng_before = sched.state_dict(), cr.random.get_rng_state()
+    with pytest.warns(io.UnsignedFileWarning):
+        with pytest.raises(CheckpointError, match="ckpt.safetensors: ") as info:
+            cr.load_checkpoint(path, model=params, optimizer=opt, scheduler=sched)
+    assert re.search(message, str(info.value)), str(info.value)
+    assert all(np.array_equal(before[k], params[k].data) for k in params)
+    assert sched.state_dict() == state_before and cr.random.get_rng_state() == rng_before
+    assert opt.state == {}
+
+
+def test_a_tensor_name_outside_the_schema_is_refused(tmp_path):
+    path = tmp_path / "c.safetensors"
+    w = cr.randn(3, requires_grad=True)
+    opt = optim.Adam([w])
+    (w * w).sum().backward()
+    opt.step()
+    cr.save_checkpoint(path, model={"w": w}, optimizer=opt)
+    rewrite_header(path, lambda h: (
+        h.update({"optimizer/x/exp_avg": h.pop("optimizer/0/exp_avg")}),
+        h["__metadata__"].pop("chainrule.signature")))
+    with pytest.warns(io.UnsignedFileWarning), pytest.raises(
+            CheckpointError, match="'optimizer/x/exp_avg' is neither model/NAME nor optimizer"):
+        cr.load_checkpoint(path)
+
+
+def test_save_checkpoint_refuses_what_the_schema_would_refuse(tmp_path):
+    with pytest.raises(TypeError, match="epoch must be a non-negative integer"):
+        cr.save_checkpoint(tmp_path / "c.safetensors", epoch="two")
+    with pytest.raises(TypeError, match="extra must be a dict"):
+        cr.save_checkpoint(tmp_path / "c.safetensors", extra=[1, 2])
+    with pytest.raises(TypeError, match="finite"):
+        cr.save_checkpoint(tmp_path / "c.safetensors", extra={"loss": float("nan")})

@@ -1,24 +1,31 @@
 """The training recipe behind `chainrule train`: model, evaluation, prediction, outputs, resume."""
 
 import json
+import math
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import nn
+from chainrule import nn, training
 from chainrule.data.idx import write_idx
+from chainrule.io import CheckpointError, UnsignedFileWarning
 from chainrule.nn import functional as F
 from chainrule.training import (
     DEFAULT_LR,
     Config,
     Standardize,
+    TrainingError,
     build_model,
+    check_inputs,
     evaluate,
     fit,
     load_data,
     loss_of,
     model_from_file,
+    model_tensors,
     predict,
     run_options,
 )
@@ -126,7 +133,9 @@ def test_the_saved_model_rebuilds_with_its_architecture_and_float32_weights(trai
     config, metrics, out = trained
     model, spec = model_from_file(out / "model.safetensors")
     assert spec == {"n_inputs": 64, "hidden": [16], "n_classes": 10, "activation": "relu",
-                    "seed": 0}
+                    "seed": 0, "inputs": {"range": [0.0, 1.0], "divided_by": 16.0,
+                                          "description": "8x8 digits: pixel values 0-16 "
+                                                         "divided by 16"}}
     assert all(p.data.dtype == np.float32 for p in model.parameters())
     X, y = cr.data.digits_splits(seed=config.seed).test
     loss, accuracy = evaluate(model, X, y)
@@ -217,3 +226,279 @@ def test_progress_bar_goes_to_stderr_and_the_table_to_the_log(tmp_path, capsys):
     assert "epoch 1/1" in captured.err and captured.out == ""
     assert any(line.split()[:1] == ["1"] for line in lines)  # the epoch-1 row of the table
     assert any(line.startswith("test loss") for line in lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model files and checkpoints: signed, checked against their schema, never a traceback
+# ----------------------------------------------------------------------------------------------
+def rewrite_header(path, edit):
+    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def edit_json_field(path, key, change, keep_signature=False):
+    """Change the JSON held in metadata ``key`` (``change(value)`` edits it in place)."""
+    def edit(header):
+        meta = header["__metadata__"]
+        value = json.loads(meta[key])
+        change(value)
+        meta[key] = json.dumps(value)
+        if not keep_signature:
+            meta.pop("chainrule.signature")
+    rewrite_header(path, edit)
+
+
+def test_model_tensors_are_those_of_the_built_model():
+    model = build_model(7, (5, 4), 3, "tanh")
+    assert model_tensors(7, [5, 4], 3) == {k: v.shape for k, v in model.state_dict().items()}
+
+
+def test_an_edited_seed_is_refused_instead_of_scoring_another_split(trained, tmp_path):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(trained[2] / "model.safetensors", path)
+    edit_json_field(path, "architecture", lambda a: a.update(seed=5), keep_signature=True)
+    with pytest.raises(CheckpointError, match="model.safetensors: the header .* does not match"):
+        model_from_file(path)
+
+
+def test_the_architecture_is_checked_against_the_tensors_before_anything_is_built(
+        trained, tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(trained[2] / "model.safetensors", path)
+    edit_json_field(path, "architecture", lambda a: a.update(hidden=[200000, 200000]))
+    monkeypatch.setattr(training, "build_model", None)  # it must not get that far
+    with pytest.warns(UnsignedFileWarning, match="is not signed"), pytest.raises(
+            CheckpointError, match=r"architecture \(64-200000-200000-10\) needs '1.weight' of "
+                                   r"shape \(200000, 64\) \(float32\), but the file holds shape "
+                                   r"\(16, 64\)"):
+        model_from_file(path)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda a: a.update(n_inputs="64"), "architecture field 'n_inputs' must be a positive "
+                                        "integer, got '64'"),
+    (lambda a: a.update(n_inputs=True), "'n_inputs' must be a positive integer, got True"),
+    (lambda a: a.update(activation="os.system"), "architecture field 'activation' must be one "
+                                                 "of gelu, leaky_relu, relu, sigmoid, tanh, got "
+                                                 "'os.system'"),
+    (lambda a: a.pop("hidden"), "architecture lacks the field 'hidden'"),
+    (lambda a: a.update(hidden=16), "'hidden' must be a list of positive integers, got 16"),
+    (lambda a: a.update(hidden=[16, 0]), "'hidden' must be a list of positive integers"),
+    (lambda a: a.update(n_classes=1), "'n_classes' must be an integer >= 2"),
+    (lambda a: a.update(seed=-1), "'seed' must be a non-negative integer, got -1"),
+    (lambda a: a.update(depth=3), "architecture has an unknown field 'depth'"),
+    (lambda a: a.update(n_classes=11), r"needs '3.weight' of shape \(11, 16\)"),
+])
+def test_a_model_file_field_of_the_wrong_type_or_value_is_named(trained, tmp_path, change,
+                                                                message):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(trained[2] / "model.safetensors", path)
+    edit_json_field(path, "architecture", change)
+    with pytest.warns(UnsignedFileWarning), pytest.raises(CheckpointError, match=message) as info:
+        model_from_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_broken_json_and_bad_inputs_metadata_name_the_file(trained, tmp_path):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(trained[2] / "model.safetensors", path)
+    rewrite_header(path, lambda h: (h["__metadata__"].update(architecture="{not json"),
+                                    h["__metadata__"].pop("chainrule.signature")))
+    with pytest.warns(UnsignedFileWarning), pytest.raises(
+            CheckpointError, match=r"model.safetensors: the 'architecture' metadata is not valid "
+                                   r"JSON"):
+        model_from_file(path)
+    shutil.copy(trained[2] / "model.safetensors", path)
+    edit_json_field(path, "inputs", lambda i: i.update(range=[1, 0]))
+    with pytest.warns(UnsignedFileWarning), pytest.raises(
+            CheckpointError, match="inputs field 'range' must be"):
+        model_from_file(path)
+
+
+def test_a_model_file_of_chainrule_0_1_loads_with_a_warning(trained, tmp_path):
+    from safetensors.numpy import save_file
+
+    state = {k: v.data for k, v in cr.load(trained[2] / "model.safetensors").items()}
+    spec = {"n_inputs": 64, "hidden": [16], "n_classes": 10, "activation": "relu", "seed": 0}
+    path = tmp_path / "old.safetensors"
+    save_file(state, str(path), metadata={"architecture": json.dumps(spec),
+                                          "chainrule.sha256": cr.io._digest(state)})
+    with pytest.warns(UnsignedFileWarning, match="old.safetensors is not signed"):
+        model, loaded = model_from_file(path)
+    assert loaded["inputs"] is None and loaded["hidden"] == [16]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run of 2 epochs stopped after the first: its --out directory."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    fit(Config(hidden=(16,), epochs=2, stop_after=1, out=str(out), progress=False), log=quiet)
+    return out
+
+
+def _history(i):
+    return i["extra"]["history"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda i: i.update(epoch=-5), "'epoch' must be a non-negative integer or null, got -5"),
+    (lambda i: i.update(epoch=10 ** 9), "'epoch' is 1000000000, but a run of --epochs 2 writes "
+                                        "checkpoints after epochs 1..2"),
+    (lambda i: i.update(epoch=0), "'epoch' is 0"),
+    (lambda i: i.update(epoch=2), "'extra.history' must list one row for each of the 2"),
+    (lambda i: i.update(epoch="two"), "'epoch' must be a non-negative integer or null"),
+    (lambda i: i.update(extra=None), "'extra.options' is missing"),
+    (lambda i: i["extra"].pop("options"), "'extra.options' is missing, so it cannot be checked"),
+    (lambda i: i["extra"]["options"].pop("lr"), "'extra.options' lacks lr"),
+    (lambda i: i["extra"]["options"].update(seed="0"), "'extra.options.seed' is '0', not a "
+                                                       "value --seed takes"),
+    (lambda i: i["extra"].update(history=5), "'extra.history' must list one row for each of the "
+                                             "1 epochs done, got 5"),
+    (lambda i: _history(i)[0].update(val_loss="low"), r"'extra.history\[0\].val_loss' must be a "
+                                                      r"finite number"),
+    (lambda i: _history(i)[0].update(epoch=3), r"'extra.history\[0\].epoch' must be 1"),
+    (lambda i: i["extra"].update(more=1), "'extra.more' is not written by `chainrule train`"),
+    (lambda i: i["optimizer"]["param_groups"][0].update(lr="fast"), "lr' is 'fast'"),
+    (lambda i: i["optimizer"]["scalars"]["0"].update(step=[1]), "step' must be a finite number"),
+    (lambda i: i["scheduler"]["state"].update(last_epoch=5), r"'scheduler.state' \(epoch 5 of 2"
+                                                             r"\) does not agree with 'epoch' 1"),
+    (lambda i: i.update(rng_state=[1, 2]), "'rng_state' is not a state"),
+])
+def test_resume_refuses_an_edited_checkpoint_naming_the_field(interrupted, tmp_path, change,
+                                                              message):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted, out)
+    path = out / "checkpoint.safetensors"
+    signed = tmp_path / "signed.safetensors"
+    shutil.copy(path, signed)
+    edit_json_field(signed, "chainrule.checkpoint", change, keep_signature=True)
+    with pytest.raises(CheckpointError, match="does not match the signature"):
+        cr.load_checkpoint(signed, restore_rng=False)
+    edit_json_field(path, "chainrule.checkpoint", change)
+    config = Config(hidden=(16,), epochs=2, out=str(out), progress=False, resume=True)
+    with pytest.warns(UnsignedFileWarning), pytest.raises(CheckpointError, match=message) as info:
+        fit(config, log=quiet)
+    assert str(path) in str(info.value)
+
+
+def test_an_unsigned_checkpoint_of_chainrule_0_1_still_resumes_with_a_warning(interrupted,
+                                                                             tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted, out)
+    rewrite_header(out / "checkpoint.safetensors",
+                   lambda h: h["__metadata__"].pop("chainrule.signature"))
+    with pytest.warns(UnsignedFileWarning, match="checkpoint.safetensors is not signed"):
+        metrics = fit(Config(hidden=(16,), epochs=2, out=str(out), progress=False, resume=True),
+                      log=quiet)
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
+
+
+def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkpoint(
+        tmp_path, monkeypatch):
+    calls = [0]
+    real = training.loss_of
+
+    def poisoned(*args):  # the 9th step of epoch 2 (40 steps and 1 validation call an epoch)
+        calls[0] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls[0] == 50 else loss
+
+    monkeypatch.setattr(training, "loss_of", poisoned)
+    config = small(tmp_path, epochs=3)
+    with pytest.raises(TrainingError, match=r"epoch 2, step 9 of 40: the loss is nan: training "
+                                            r"diverged and was stopped \(.*checkpoint.safetensors "
+                                            r"still holds the weights after epoch 1") as info:
+        fit(config, log=quiet)
+    assert "smaller --lr than 0.002" in str(info.value)
+    state = cr.load_checkpoint(tmp_path / "run" / "checkpoint.safetensors", restore_rng=False)
+    assert state["epoch"] == 1 and len(state["extra"]["history"]) == 1
+    monkeypatch.setattr(training, "loss_of", real)
+    resumed = fit(small(tmp_path, epochs=3, resume=True), log=quiet)
+    assert len(resumed["history"]) == 3
+
+
+def test_a_huge_learning_rate_is_stopped_in_the_first_epoch(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow warnings
+        with pytest.raises(TrainingError, match=r"epoch 1, step \d+ of 40: the loss is (nan|inf)"
+                                                r".*no checkpoint of this run was written"):
+            fit(small(tmp_path, optimizer="sgd", lr=1e6), log=quiet)
+
+
+def test_table_rows_keep_their_columns_for_huge_values():
+    header = (f"{'epoch':>5} {'train loss':>11} {'train acc':>10} {'val loss':>9} "
+              f"{'val acc':>8} {'seconds':>8}")
+    normal = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": 0.4,
+              "val_accuracy": 0.91, "seconds": 0.1}
+    huge = dict(normal, train_loss=3.2e30, val_loss=math.inf, train_accuracy=1.0,
+                seconds=123456.0)
+    for row in (normal, huge):
+        assert len(training._row(row)) == len(header)  # every column right-aligned in its width
+
+
+def test_stop_after_past_the_last_epoch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--stop-after 50 is after the last epoch "
+                                         r"\(--epochs 3\)"):
+        fit(small(tmp_path, epochs=3, stop_after=50), log=quiet)
+
+
+def test_the_log_says_where_it_writes_and_that_it_overwrites(tmp_path):
+    lines = []
+    fit(small(tmp_path, epochs=1), log=lines.append)
+    assert f"writing to {tmp_path / 'run'}" == lines[0]
+    lines.clear()
+    fit(small(tmp_path, epochs=1), log=lines.append)
+    assert "(overwrites the previous run there" in lines[0]
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8, 255], r"range 0..255 but only 10 distinct values occur "
+                                       r"\(0, 1, 2, 3, \.\.\., 8, 255 \(10 in all\)\).*missing: "
+                                       r"9, 10, 11, 12, \.\.\., 253, 254 \(246 in all\)"),
+    ([1, 2, 3], r"range 1..3 but only 3 distinct values.*missing: 0"),
+    ([0, 2], r"range 0..2 but only 2 distinct values.*missing: 1"),
+    ([4], "hold 1 distinct value"),
+    (list(range(40)), "40 classes .* for only 60 training samples"),
+])
+def test_idx_labels_must_be_the_classes_0_to_k_minus_1(tmp_path, labels, message):
+    write_idx_set(tmp_path)
+    rng = np.random.default_rng(1)
+    write_idx(tmp_path / "train-labels-idx1-ubyte",
+              np.resize(rng.permutation(np.array(labels, np.uint8)), 60).astype(np.uint8))
+    with pytest.raises(ValueError, match=message):
+        load_data(Config(data=str(tmp_path)))
+
+
+def test_idx_test_labels_must_be_training_classes(tmp_path):
+    write_idx_set(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.full(20, 7, np.uint8))
+    with pytest.raises(ValueError, match=r"test labels .* include 7, which no training label "
+                                         r"has \(classes 0..2\)"):
+        load_data(Config(data=str(tmp_path)))
+
+
+def test_check_inputs_refuses_nan_and_values_outside_the_training_range():
+    spec = {"inputs": {"range": [0.0, 1.0], "divided_by": 16.0, "description": "digits / 16"}}
+    X = np.random.default_rng(0).random((4, 3))
+    assert check_inputs(X, spec).dtype == np.float32
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    bad[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"--input: sample 2 holds nan at input 1 \(and 1 more "
+                                         r"samples\)"):
+        check_inputs(bad, spec)
+    with pytest.raises(ValueError, match=r"values range 0..14 .* trained on inputs in 0..1 "
+                                         r"\(digits / 16\); they look like raw values: divide "
+                                         r"them by 16 first"):
+        check_inputs(np.round(X * 15), spec)
+    with pytest.raises(ValueError, match=r"values range -3..*\(sample 1 has -3\)") as info:
+        check_inputs(np.array([[0.5, 0.5, 0.5], [-3, 0, 0]]), spec)
+    assert "raw values" not in str(info.value)
+    check_inputs(np.array([[1.04, -0.04, 0.0]]), spec)  # 5% slack
+    check_inputs(X * 100, {"inputs": None})  # files from before the range was recorded

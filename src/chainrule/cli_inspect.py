@@ -99,7 +99,7 @@ def _forward(model, sample):
 def _model_source(args) -> _Source:
     import chainrule as cr
     from chainrule.inspect.record import record
-    from chainrule.training import model_from_file
+    from chainrule.training import check_inputs, model_from_file
 
     if not args.input:
         raise ValueError("--model needs --input SAMPLE.npy (one sample)")
@@ -107,7 +107,8 @@ def _model_source(args) -> _Source:
     n_classes = spec["n_classes"]
     if args.label is not None and not 0 <= args.label < n_classes:
         raise ValueError(f"--label: {args.label} is not a class of this model (0..{n_classes - 1})")
-    sample = cr.tensor(_load_sample(args.input, spec["n_inputs"]))
+    sample = cr.tensor(check_inputs(_load_sample(args.input, spec["n_inputs"]), spec,
+                                    f"--input {args.input}"))
     with record():  # one sample: keeping every forward value costs little
         logits, names = _forward(model, sample)
         probs = _softmax(logits.data[0])

@@ -7,6 +7,7 @@ over it, backpropagate, update every weight, repeat; measure on held-out data af
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,29 +66,76 @@ class Config:
         return DEFAULT_MOMENTUM[self.optimizer] if self.momentum is None else self.momentum
 
 
-class Data:
-    """Train, validation and test arrays, and how many inputs and classes they have."""
+class TrainingError(RuntimeError):
+    """Training cannot go on (a loss that is not finite); the message names the epoch and step
+    and says which checkpoint still holds good weights."""
 
-    def __init__(self, train, val, test, name):
+
+class Data:
+    """Train, validation and test arrays, how many inputs and classes they have, and how the
+    inputs were scaled (``inputs``: the range the scaled values can take, what the raw values
+    were divided by, and a description; stored with the model, so `predict` can check what it
+    is given)."""
+
+    def __init__(self, train, val, test, name, input_range=(0.0, 1.0), divided_by=None,
+                 description=""):
         self.train, self.val, self.test, self.name = train, val, test, name
         self.n_inputs = train[0].shape[1]
         self.n_classes = int(max(train[1].max(), test[1].max())) + 1
+        self.inputs = {"range": [float(v) for v in input_range], "divided_by": divided_by,
+                       "description": description}
 
 
 def load_data(config: Config) -> Data:
-    """The digits (default, shipped with scikit-learn) or an MNIST-style IDX directory."""
+    """The digits (default, shipped in the package) or an MNIST-style IDX directory."""
     if config.data is None:
         splits = cr.data.digits_splits(seed=config.seed)
-        return Data(tuple(splits.train), tuple(splits.val), tuple(splits.test), "digits")
+        return Data(tuple(splits.train), tuple(splits.val), tuple(splits.test), "digits",
+                    divided_by=16.0, description="8x8 digits: pixel values 0-16 divided by 16")
     directory = Path(config.data)
     if not directory.is_dir():
         raise FileNotFoundError(f"--data: {directory} is not a directory")
     X, y = cr.data.load_idx_dir(directory, "train")
     X_test, y_test = cr.data.load_idx_dir(directory, "test")
+    check_labels(y, y_test, directory)
     n_val = max(1, len(X) // 10)
     order = np.random.default_rng(config.seed).permutation(len(X))
     val, train = order[:n_val], order[n_val:]
-    return Data((X[train], y[train]), (X[val], y[val]), (X_test, y_test), str(directory))
+    return Data((X[train], y[train]), (X[val], y[val]), (X_test, y_test), str(directory),
+                divided_by=255.0, description="IDX pixel bytes 0-255 divided by 255")
+
+
+def check_labels(y_train, y_test, where) -> int:
+    """The number of classes K, after checking that the training labels are exactly 0..K-1
+    (every class present, at least two, at least two samples a class on average) and that the
+    test labels are among them. Raises ValueError saying what was found."""
+    values = np.unique(y_train)
+    if values.size < 2:
+        raise ValueError(f"--data: the training labels in {where} hold {values.size} distinct "
+                         f"value(s) ({_few(values)}); a classifier needs at least two classes")
+    low, high = int(values[0]), int(values[-1])
+    if low != 0 or values.size != high + 1:
+        missing = sorted(set(range(max(high, 0) + 1)) - {int(v) for v in values})
+        raise ValueError(f"--data: the training labels in {where} range {low}..{high} but only "
+                         f"{values.size} distinct values occur ({_few(values)}); labels must be "
+                         f"the class numbers 0..K-1, each with training samples (missing: "
+                         f"{_few(missing)}). Renumber the labels")
+    if 2 * values.size > len(y_train):
+        raise ValueError(f"--data: {values.size} classes (labels 0..{high}) for only "
+                         f"{len(y_train)} training samples in {where}: fewer than two a class")
+    extra = np.setdiff1d(np.unique(y_test), values)
+    if extra.size:
+        raise ValueError(f"--data: the test labels in {where} include {_few(extra)}, which no "
+                         f"training label has (classes 0..{high})")
+    return high + 1
+
+
+def _few(values, n=6) -> str:
+    """``0, 1, 2, 3, ..., 8, 255 (10 in all)``: a few values, the first and the last."""
+    values = [str(int(v)) for v in values]
+    if len(values) <= n:
+        return ", ".join(values)
+    return ", ".join(values[:n - 2] + ["..."] + values[-2:]) + f" ({len(values)} in all)"
 
 
 class Standardize(nn.Module):
@@ -123,20 +171,177 @@ def architecture(model_config: dict) -> str:
 
 
 def model_from_file(path) -> tuple[nn.Sequential, dict]:
-    """Rebuild the network saved by `chainrule train` (its shape is in the file's metadata)."""
+    """Rebuild the network saved by `chainrule train` (its shape is in the file's metadata).
+
+    The header is read first, without the tensors: its signature is checked, the metadata is
+    checked against the model file schema (`check_model_metadata`) and the architecture
+    against the stored tensors' shapes, so nothing is allocated for a network the file does not
+    hold. Returns the model (in eval mode) and the architecture, with ``"inputs"`` (the range
+    the scaled training inputs can take, or None for files from before it was recorded).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist (train one with "
                                 f"`chainrule train --out DIR`)")
-    meta = cr.io.load_metadata(path)
-    if "architecture" not in meta:
-        raise cr.io.CheckpointError(f"{path}: no architecture in its metadata; was it written "
-                                    f"by `chainrule train`?")
-    spec = json.loads(meta["architecture"])
+    spec = check_model_metadata(path, cr.io.load_header(path))
     model = build_model(spec["n_inputs"], spec["hidden"], spec["n_classes"], spec["activation"])
-    model.load_state_dict(cr.load(path))
+    try:
+        model.load_state_dict(cr.load(path))
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, cr.io.CheckpointError):
+            raise
+        raise cr.io.CheckpointError(f"{path}: the weights do not fit the architecture: "
+                                    f"{exc}") from None
     model.eval()
     return model, spec
+
+
+_ARCHITECTURE = ("n_inputs", "hidden", "n_classes", "activation", "seed")
+
+
+def check_model_metadata(path, header) -> dict:
+    """The model file schema: the ``architecture`` (and optional ``inputs``) metadata of a file
+    `chainrule train` wrote, checked field by field and against the tensors in ``header`` (a
+    `chainrule.io.Header`). Raises `chainrule.io.CheckpointError` naming the file and field.
+
+    ``architecture``: JSON ``{"n_inputs": int >= 1, "hidden": [int >= 1, ...], "n_classes":
+    int >= 2, "activation": one of ACTIVATIONS, "seed": int >= 0}`` (``seed`` may be missing in
+    old files: 0). ``inputs``: JSON ``{"range": [low, high], "divided_by": number > 0 or null,
+    "description": str}``. The tensors must be exactly those of that network, in float32.
+    """
+    error = cr.io.CheckpointError
+    meta = header.metadata
+    if "architecture" not in meta:
+        raise error(f"{path}: no architecture in its metadata; was it written by `chainrule "
+                    f"train`?")
+    spec = _json_object(path, meta, "architecture")
+    missing = [k for k in _ARCHITECTURE if k not in spec and k != "seed"]
+    unknown = sorted(set(spec) - set(_ARCHITECTURE))
+    if missing or unknown:
+        raise error(f"{path}: architecture " + (f"lacks the field {missing[0]!r}" if missing
+                                                else f"has an unknown field {unknown[0]!r}"))
+    spec.setdefault("seed", 0)
+
+    def field(name, ok, expected):
+        if not ok:
+            raise error(f"{path}: architecture field {name!r} must be {expected}, got "
+                        f"{spec[name]!r}")
+
+    field("n_inputs", _is_int(spec["n_inputs"]) and spec["n_inputs"] >= 1, "a positive integer")
+    field("hidden", isinstance(spec["hidden"], list) and all(
+        _is_int(n) and n >= 1 for n in spec["hidden"]), "a list of positive integers")
+    field("n_classes", _is_int(spec["n_classes"]) and spec["n_classes"] >= 2,
+          "an integer >= 2")
+    field("activation", isinstance(spec["activation"], str)
+          and spec["activation"] in ACTIVATIONS, f"one of {', '.join(sorted(ACTIVATIONS))}")
+    field("seed", _is_int(spec["seed"]) and spec["seed"] >= 0, "a non-negative integer")
+    spec["inputs"] = _check_inputs_field(path, meta) if "inputs" in meta else None
+    expected = model_tensors(spec["n_inputs"], spec["hidden"], spec["n_classes"])
+    found = {name: shape for name, (code, shape) in header.tensors.items()}
+    for name, shape in expected.items():
+        if name not in found:
+            raise error(f"{path}: the architecture ({_shape_text(spec)}) needs a tensor "
+                        f"{name!r} of shape {shape}, which the file does not hold")
+        if found[name] != shape or header.tensors[name][0] != "F32":
+            dtype = cr.io.dtype_of(header.tensors[name][0])
+            raise error(f"{path}: the architecture ({_shape_text(spec)}) needs {name!r} of "
+                        f"shape {shape} (float32), but the file holds shape {found[name]} "
+                        f"({dtype})")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise error(f"{path}: the file holds tensors the architecture ({_shape_text(spec)}) "
+                    f"does not use: {', '.join(extra[:5])}")
+    return spec
+
+
+def model_tensors(n_inputs, hidden, n_classes) -> dict[str, tuple]:
+    """The names and shapes of the state of `build_model`'s network, computed, not built."""
+    tensors = {"0.mean": (n_inputs,), "0.scale": (n_inputs,)}
+    width = n_inputs
+    for i, size in enumerate(list(hidden) + [n_classes]):
+        tensors[f"{2 * i + 1}.weight"] = (size, width)
+        tensors[f"{2 * i + 1}.bias"] = (size,)
+        width = size
+    return tensors
+
+
+def _shape_text(spec) -> str:
+    return "-".join(map(str, [spec["n_inputs"], *spec["hidden"], spec["n_classes"]]))
+
+
+def _json_object(path, meta, key) -> dict:
+    try:
+        value = json.loads(meta[key])
+    except ValueError as exc:
+        raise cr.io.CheckpointError(f"{path}: the {key!r} metadata is not valid JSON ({exc})"
+                                    ) from None
+    if not isinstance(value, dict):
+        raise cr.io.CheckpointError(f"{path}: the {key!r} metadata must be a JSON object, got "
+                                    f"{value!r}")
+    return value
+
+
+def _check_inputs_field(path, meta) -> dict:
+    inputs = _json_object(path, meta, "inputs")
+    bad = cr.io.CheckpointError
+    if set(inputs) != {"range", "divided_by", "description"}:
+        raise bad(f"{path}: the 'inputs' metadata must have the fields range, divided_by and "
+                  f"description, got {sorted(inputs)}")
+    low_high = inputs["range"]
+    if not (isinstance(low_high, list) and len(low_high) == 2 and all(
+            _is_number(v) for v in low_high) and low_high[0] <= low_high[1]):
+        raise bad(f"{path}: inputs field 'range' must be [low, high] with low <= high, got "
+                  f"{low_high!r}")
+    divided_by = inputs["divided_by"]
+    if divided_by is not None and not (_is_number(divided_by) and divided_by > 0):
+        raise bad(f"{path}: inputs field 'divided_by' must be a positive number or null, got "
+                  f"{divided_by!r}")
+    if not isinstance(inputs["description"], str):
+        raise bad(f"{path}: inputs field 'description' must be a string, got "
+                  f"{inputs['description']!r}")
+    return inputs
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_inputs(X, spec, where="--input") -> np.ndarray:
+    """``X`` as float32 rows for the model described by ``spec`` (from `model_from_file`),
+    after checking it: numbers, no NaN or infinity, and values in the range the scaled
+    training inputs can take (with 5% slack), when the model file records it. Raises ValueError
+    naming the sample; for inputs that look unscaled it says what to divide by."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: expected numbers, got {X.dtype} values")
+    X = X.astype(np.float32).reshape(len(X), -1) if X.ndim else X.astype(np.float32)
+    finite = np.isfinite(X)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        column = int(np.flatnonzero(~finite[rows[0]])[0])
+        more = f" (and {len(rows) - 1} more samples)" if len(rows) > 1 else ""
+        raise ValueError(f"{where}: sample {rows[0]} holds {X[rows[0], column]} at input "
+                         f"{column}{more}; the model needs finite numbers")
+    inputs = spec.get("inputs")
+    if not inputs or not X.size:
+        return X
+    low, high = inputs["range"]
+    slack = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1.0)
+    outside = (X < low - slack) | (X > high + slack)
+    if outside.any():
+        row = int(np.flatnonzero(outside.any(axis=1))[0])
+        hint, divided_by = "", inputs.get("divided_by")
+        if divided_by and X.max() > high + slack and X.max() <= (high + slack) * divided_by:
+            hint = f"; they look like raw values: divide them by {divided_by:g} first"
+        raise ValueError(f"{where}: values range {X.min():g}..{X.max():g} (sample {row} has "
+                         f"{X[row][outside[row]][0]:g}), but the model was trained on inputs in "
+                         f"{low:g}..{high:g} ({inputs['description']}){hint}")
+    return X
 
 
 def loss_of(config_loss: str, logits, labels, n_classes):
@@ -216,36 +421,40 @@ def _fit_with_threads(config, log, threadpool_limits):
 
 
 def _fit(config: Config, data: Data, model, log) -> dict:
+    if config.stop_after is not None and config.stop_after > config.epochs:
+        raise ValueError(f"--stop-after {config.stop_after} is after the last epoch (--epochs "
+                         f"{config.epochs}), so it would stop nothing; give a smaller one, or "
+                         f"more --epochs")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out: {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    previous = [name for name in _OUTPUTS if (out / name).exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"--out: cannot create the folder {out}: {exc.strerror or exc}") from None
+    if previous and not config.resume:
+        log(f"writing to {out} (overwrites the previous run there; give --out DIR to keep runs "
+            f"apart)")
+    else:
+        log(f"writing to {out}")
     checkpoint_path = out / "checkpoint.safetensors"
     options = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
     if config.optimizer in ("sgd", "rmsprop"):
         options["momentum"] = config.momentum_value
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **options)
     scheduler = cr.optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    loader = cr.data.DataLoader(cr.data.TensorDataset(*data.train), batch_size=config.batch_size,
-                                shuffle=True)
+    n_batches = -(-len(data.train[0]) // config.batch_size)
     dist = _distributed(config)
     main = dist is None or dist.is_main()
     if dist is not None:
         dist.broadcast_parameters(model)
-        if config.batch_size % dist.world_size():  # the global batch would silently change
-            local = max(1, config.batch_size // dist.world_size())
-            log(f"warning: --batch-size {config.batch_size} is not a multiple of "
-                f"{dist.world_size()} processes; each takes {local} samples a step, a global "
-                f"batch of {local * dist.world_size()}")
+        if config.batch_size < dist.world_size():
+            log(f"warning: --batch-size {config.batch_size} is smaller than the number of "
+                f"processes ({dist.world_size()}): some of them take no samples in a step")
     history, start_epoch = [], 0
     if config.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        saved = cr.load_checkpoint(checkpoint_path, restore_rng=False)["extra"] or {}
-        _check_same_run(checkpoint_path, saved.get("options"), run_options(config))
-        state = cr.load_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
-                                   scheduler=scheduler)
-        start_epoch, history = state["epoch"], state["extra"]["history"]
+        start_epoch, history = _resume(checkpoint_path, config, model, optimizer, scheduler)
         log(f"resumed from {checkpoint_path} after epoch {start_epoch}")
     flow = _gradient_flow(model, log) if config.report else None
 
@@ -259,30 +468,41 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         log(_row(row))
     started = time.perf_counter()
     last = config.epochs if config.stop_after is None else min(config.epochs, config.stop_after)
+    if last < start_epoch:
+        log(f"--stop-after {last}: the checkpoint is already after epoch {start_epoch}; "
+            f"nothing to train")
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         model.train()
         total, correct, seen = 0.0, 0, 0
-        batches = loader if dist is None else _shard_batches(dist, data.train, epoch, config)
-        for xb, yb in _progress(batches, len(loader), f"epoch {epoch + 1}/{config.epochs}",
+        step = 0
+        batches = _epoch_batches(data.train, epoch, config, dist)
+        for xb, yb in _progress(batches, n_batches, f"epoch {epoch + 1}/{config.epochs}",
                                 config.progress and main):
             optimizer.zero_grad()
-            logits = model(xb)
-            loss = loss_of(config.loss, logits, yb.data, data.n_classes)
-            loss.backward()
-            if dist is not None:
-                dist.allreduce_gradients(model)  # every rank takes the same, averaged step
+            step += 1
+            n = len(yb)
+            if n:  # a rank's part of a short last batch may be empty
+                logits = model(xb)
+                loss = loss_of(config.loss, logits, yb.data, data.n_classes)
+                _check_finite(loss.item(), f"epoch {epoch + 1}, step {step} of {n_batches}: "
+                              f"the loss", epoch, checkpoint_path, config)
+                loss.backward()
+            if dist is not None:  # every rank takes the same step: the global batch's mean
+                dist.allreduce_gradients(model, weight=n)
             optimizer.step()
             if flow is not None:
                 flow.step()
-            n = len(yb)
-            total += loss.item() * n
-            correct += int((logits.data.argmax(axis=1) == yb.data).sum())
+            if n:
+                total += loss.item() * n
+                correct += int((logits.data.argmax(axis=1) == yb.data).sum())
             seen += n
         scheduler.step()
         if dist is not None:
             total, correct, seen = (dist.allreduce_sum(v) for v in (total, correct, seen))
         val_loss, val_acc = evaluate(model, *data.val, config.loss)
+        _check_finite(val_loss, f"epoch {epoch + 1}: the validation loss after its last step",
+                      epoch, checkpoint_path, config)
         row = {"epoch": epoch + 1, "train_loss": total / seen, "train_accuracy": correct / seen,
                "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": time.perf_counter() - t0}
@@ -304,7 +524,7 @@ def _fit(config: Config, data: Data, model, log) -> dict:
     spec = {"n_inputs": data.n_inputs, "hidden": list(config.hidden),
             "n_classes": data.n_classes, "activation": config.activation, "seed": config.seed}
     cr.save(model.state_dict(), out / "model.safetensors",
-            metadata={"architecture": architecture(spec)})
+            metadata={"architecture": architecture(spec), "inputs": json.dumps(data.inputs)})
     metrics = {"config": {k: v for k, v in asdict(config).items() if k != "extra"},
                "data": data.name, "parameters": model.num_parameters(), "history": history,
                "test_loss": test_loss, "test_accuracy": test_acc,
@@ -315,6 +535,85 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         _write_report(flow, model, data, config, out, log)
     log(f"wrote {out}/model.safetensors, checkpoint.safetensors, metrics.json, curves.png")
     return metrics
+
+
+_OUTPUTS = ("model.safetensors", "checkpoint.safetensors", "metrics.json")
+
+
+def _check_finite(value, what, epoch, checkpoint_path, config) -> None:
+    """Stop training on a loss that is not finite: say where, and what is left to resume from
+    (the checkpoint of the last epoch whose losses were all finite)."""
+    if math.isfinite(value):
+        return
+    if epoch > 0:
+        kept = (f"{checkpoint_path} still holds the weights after epoch {epoch}, the last "
+                f"finite one")
+    else:
+        kept = "no checkpoint of this run was written"
+    raise TrainingError(f"{what} is {value}: training diverged and was stopped ({kept}). Try "
+                        f"a smaller --lr than {config.learning_rate:g}")
+
+
+def _resume(path, config, model, optimizer, scheduler) -> tuple[int, list]:
+    """Restore a checkpoint written by an interrupted run of the same options, after checking
+    it against the training checkpoint schema: (epochs done, their history rows)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    state = cr.load_checkpoint(path, restore_rng=False)  # the file's own schema, and signature
+    extra = state["extra"]
+    if not isinstance(extra, dict) or "options" not in extra:
+        raise cr.io.CheckpointError(f"{path}: checkpoint field 'extra.options' is missing, so "
+                                    f"it cannot be checked that the run had the same options; "
+                                    f"it was not written by `chainrule train`, or was edited. "
+                                    f"Train afresh")
+    _check_same_run(path, extra["options"], run_options(config))
+    epoch, history = check_training_checkpoint(path, state, config)
+    cr.load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
+    if scheduler.last_epoch != epoch or scheduler.T_max != config.epochs:
+        raise cr.io.CheckpointError(
+            f"{path}: checkpoint field 'scheduler.state' (epoch {scheduler.last_epoch} of "
+            f"{scheduler.T_max}) does not agree with 'epoch' {epoch} of --epochs "
+            f"{config.epochs}")
+    return epoch, history
+
+
+_HISTORY = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+
+
+def check_training_checkpoint(path, state, config) -> tuple[int, list]:
+    """The training checkpoint schema, on top of `chainrule.io.check_checkpoint_info`: what
+    `chainrule train` keeps in ``epoch`` and ``extra``. ``epoch`` is 1..--epochs;
+    ``extra`` is exactly ``{"history": [...], "options": {...}}`` (options: `run_options`);
+    history has one row per epoch done, numbered 1, 2, ..., with finite, non-negative losses,
+    accuracies in [0, 1] and seconds. Returns (epoch, history); raises CheckpointError."""
+    def bad(field, problem):
+        return cr.io.CheckpointError(f"{path}: checkpoint field {field!r} {problem}")
+
+    epoch, extra = state["epoch"], state["extra"]
+    if not _is_int(epoch) or not 1 <= epoch <= config.epochs:
+        raise bad("epoch", f"is {epoch!r}, but a run of --epochs {config.epochs} writes "
+                           f"checkpoints after epochs 1..{config.epochs}")
+    unknown = sorted(set(extra) - {"history", "options"})
+    if unknown:
+        raise bad(f"extra.{unknown[0]}", "is not written by `chainrule train`")
+    history = extra.get("history")
+    if not isinstance(history, list) or len(history) != epoch:
+        shown = len(history) if isinstance(history, list) else repr(history)
+        raise bad("extra.history", f"must list one row for each of the {epoch} epochs done, "
+                                   f"got {shown}")
+    for i, row in enumerate(history):
+        field = f"extra.history[{i}]"
+        if not isinstance(row, dict) or set(row) != _HISTORY:
+            raise bad(field, f"must have the fields {', '.join(sorted(_HISTORY))}")
+        if row["epoch"] != i + 1 or not _is_int(row["epoch"]):
+            raise bad(f"{field}.epoch", f"must be {i + 1}, got {row['epoch']!r}")
+        for key in sorted(_HISTORY - {"epoch"}):
+            value = row[key]
+            top = 1 if "accuracy" in key else math.inf
+            if not _is_number(value) or not 0 <= value <= top:
+                raise bad(f"{field}.{key}", f"must be a finite number in [0, {top:g}], got "
+                                            f"{value!r}")
+    return epoch, history
 
 
 def run_options(config: Config) -> dict:
@@ -328,12 +627,24 @@ def run_options(config: Config) -> dict:
             "data": data}
 
 
-def _check_same_run(path, saved: dict | None, now: dict) -> None:
+def _check_same_run(path, saved, now: dict) -> None:
     """Refuse to resume with options that differ from the checkpoint's: the result would be
-    neither run, and no error would say so."""
-    if not saved:  # a checkpoint from before options were recorded
-        return
-    changed = [key for key in now if key in saved and saved[key] != now[key]]
+    neither run, and no error would say so. The record must hold every option, nothing else,
+    each of the kind it takes (checkpoint field ``extra.options``)."""
+    if not isinstance(saved, dict):
+        raise cr.io.CheckpointError(f"{path}: checkpoint field 'extra.options' must be an "
+                                    f"object, got {saved!r}")
+    missing, unknown = sorted(set(now) - set(saved)), sorted(set(saved) - set(now))
+    if missing or unknown:
+        raise cr.io.CheckpointError(
+            f"{path}: checkpoint field 'extra.options' " + (
+                f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}")
+            + ", so it cannot be checked that the run had the same options. Train afresh")
+    for key, value in saved.items():
+        if not _option_value_ok(key, value):
+            raise cr.io.CheckpointError(f"{path}: checkpoint field 'extra.options.{key}' is "
+                                        f"{value!r}, not a value {_option(key)} takes")
+    changed = [key for key in now if saved[key] != now[key]]
     if not changed:
         return
     differences = "; ".join(
@@ -341,6 +652,22 @@ def _check_same_run(path, saved: dict | None, now: dict) -> None:
         for key in changed)
     raise ValueError(f"--resume: {path} was written with other options ({differences}). "
                      f"Resume with the same options, or train afresh with another --out.")
+
+
+def _option_value_ok(key, value) -> bool:
+    if key == "hidden":
+        return isinstance(value, list) and all(_is_int(n) and n >= 1 for n in value)
+    if key in ("activation", "loss", "optimizer"):
+        return isinstance(value, str)
+    if key == "data":
+        return value is None or isinstance(value, str)
+    if key in ("epochs", "batch_size"):
+        return _is_int(value) and value >= 1
+    if key == "seed":
+        return _is_int(value) and value >= 0
+    if key == "momentum" and value is None:
+        return True
+    return _is_number(value) and value >= 0  # lr, momentum, weight_decay
 
 
 def _option(key: str) -> str:
@@ -363,20 +690,31 @@ def _distributed(config):
     return distributed
 
 
-def _shard_batches(dist, train, epoch, config):
-    """This rank's batches: its shard of the epoch, in pieces of batch_size / world size, so
-    that the ranks together take steps over the global batch size."""
+def _epoch_batches(train, epoch, config, dist=None):
+    """This process's batches of ``epoch``: the epoch's permutation, seeded by (seed, epoch)
+    alone, cut into global batches of batch_size consecutive indices (the last one shorter),
+    each split rank by rank into world-size near-equal parts. The global batches are the same
+    for any number of processes, one included, and for a resumed run; with the gradients
+    averaged weighted by the parts' sizes, so are the steps."""
     X, y = train
-    idx = dist.shard(len(X), epoch, config.seed)
-    local = max(1, config.batch_size // dist.world_size())
-    for start in range(0, len(idx), local):
-        rows = idx[start:start + local]
+    order = np.random.default_rng((config.seed, epoch)).permutation(len(X))
+    n, r = (1, 0) if dist is None else (dist.world_size(), dist.rank())
+    for start in range(0, len(order), config.batch_size):
+        rows = np.array_split(order[start:start + config.batch_size], n)[r]
         yield cr.Tensor(X[rows]), cr.Tensor(y[rows])
 
 
 def _row(r) -> str:
-    return (f"{r['epoch']:>5} {r['train_loss']:>11.4f} {r['train_accuracy']:>10.2%} "
-            f"{r['val_loss']:>9.4f} {r['val_accuracy']:>8.2%} {r['seconds']:>8.2f}")
+    return (f"{r['epoch']:>5} {_fixed(r['train_loss'], 11, '.4f')} "
+            f"{_fixed(r['train_accuracy'], 10, '.2%')} {_fixed(r['val_loss'], 9, '.4f')} "
+            f"{_fixed(r['val_accuracy'], 8, '.2%')} {_fixed(r['seconds'], 8, '.2f')}")
+
+
+def _fixed(value, width, spec) -> str:
+    """``value`` in ``spec``, or in scientific notation when that is wider than the column (a
+    huge loss must not push the table out of line)."""
+    text = f"{value:>{width}{spec}}"
+    return text if len(text) <= width else f"{value:>{width}.2e}"
 
 
 def _plot_curves(history, path):
