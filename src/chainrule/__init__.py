@@ -103,7 +103,13 @@ from chainrule.transforms import (  # noqa: F401
     grad,
     gradients,
     hessian,
+    hvp,
+    jacfwd,
     jacobian,
+    jacrev,
+    jvp,
+    linearize,
+    make_ggnvp,
     value_and_grad,
     vjp,
 )

@@ -147,8 +147,10 @@ def _power_grad_x(g, ans, x, y):
     # x^0 is constant: its gradient is 0 even at x = 0, where y x^(y-1) would be 0 * inf (nan).
     if isinstance(y, (int, float)):
         return g * 0 if y == 0 else g * y * x ** (y - 1)
+    # The exponent is kept finite where y == 0 too, so that the second derivative (through
+    # x ** (y - 1)) is 0 there, not nan, as with a Python 0.0 exponent.
     with np.errstate(divide="ignore", invalid="ignore"):  # only where the mask discards
-        return where(y == 0, 0, g * y * x ** (y - 1))
+        return where(y == 0, 0, g * y * x ** where(y == 0, 1, y - 1))
 
 
 def _power_grad_y(g, ans, x, y):

@@ -1,14 +1,41 @@
-"""Functional transforms in the style of JAX and HIPS autograd: `grad`, `value_and_grad`, `vjp`,
-`jacobian`, `hessian`, and `gradients` (PyTorch's ``torch.autograd.grad``).
+"""Functional transforms in the style of JAX and HIPS autograd.
+
+Reverse mode: `grad`, `value_and_grad`, `vjp`, `jacrev` (also called `jacobian`), `hessian`, and
+`gradients` (PyTorch's ``torch.autograd.grad``). Forward mode: `jvp`, `linearize`, `jacfwd`.
+Second order: `hvp` (Hessian-vector products) and `make_ggnvp` (generalized Gauss-Newton-vector
+products, as in HIPS autograd).
 
 They take functions of Tensors, accept Tensors or arrays as arguments, return Tensors, and never
-touch any ``.grad``. They nest: ``grad(lambda x: grad(f)(x).sum())`` is a second derivative,
-because an inner transform records its own backward pass whenever an outer one is watching.
+touch any ``.grad``. They nest: ``grad(lambda x: grad(f)(x).sum())`` is a second derivative and
+``jacfwd(jacrev(f))`` a Hessian, because an inner transform records its own backward pass
+whenever an outer one is watching. The function returned by `vjp` is itself differentiable, with
+respect to the primals and to its cotangent.
+
+Forward mode by transposition. The table holds vector-Jacobian products only, so J v is made from
+them: u -> J^T u is linear in u, so <J^T u, v> = <u, J v> and its gradient with respect to u is
+J v, at every u. `jvp` records one backward pass whose cotangent is a leaf u = 0
+(``create_graph=True``) and differentiates it with respect to u (the "double-VJP" trick: exact,
+not an approximation, but it costs a recorded backward pass and a second walk instead of one
+forward pass with tangents). `linearize` and `jacfwd` keep that recorded pass, so each further
+J v is one more walk over it and f is never run again.
+
+Complex numbers follow PyTorch's convention. For a real-valued L of z = x + iy the gradient is
+the conjugate Wirtinger derivative, scaled as PyTorch scales it: 2 dL/d(conj z) = dL/dx + i dL/dy,
+the direction of steepest ascent, so gradient descent on z works unchanged (for L = |z|^2 it is
+2z). `grad` needs a real-valued output: a complex one raises TypeError (differentiate a real
+function of it, such as ``abs(w) ** 2``). Today only the rows whose derivative is real follow the
+convention (add, subtract, negative, sum, mean, reshaping and indexing, abs, multiplication by a
+real value): the rows of holomorphic functions (multiplication by a complex value, matmul, exp,
+sin, ...) return g f'(z) where the convention needs g conj(f'(z)), so complex gradients through
+them are wrong. tests/test_transforms.py marks those cases xfail.
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
+import warnings
+import weakref
 
 import numpy as np
 
@@ -72,11 +99,24 @@ def _watch(args, nums, where):
     return args, nested
 
 
+# The leaves a transform made for itself, once it has returned: nothing can ask for a gradient
+# with respect to them any more (a returned vjp_fn or f_jvp uses them only for its own walk), so a
+# graph reaching one is no reason to record (id -> tensor; compared by identity, never by ==).
+_retired = weakref.WeakValueDictionary()
+
+
+def _retire(tensors):
+    for t in tensors:
+        if isinstance(t, Tensor) and t.grad_fn is None:
+            _retired[id(t)] = t
+
+
 def _depends_on_outer(out, watched) -> bool:
     """True when ``out`` also depends on a tensor that requires grad other than ``watched``.
 
     ``f`` may close over such a tensor (an outer transform's variable, a model parameter): the
     gradient must then be recorded, or d(grad)/d(that tensor) would silently come out as zero.
+    The private leaves of transforms that have returned (`_retired`) do not count.
     """
     if not autograd.is_grad_enabled() or not isinstance(out, Tensor) or out.grad_fn is None:
         return False
@@ -89,7 +129,7 @@ def _depends_on_outer(out, watched) -> bool:
                 continue
             seen.add(id(p))
             if isinstance(p, Tensor):
-                if id(p) not in own:
+                if id(p) not in own and _retired.get(id(p)) is not p:
                     return True
             else:
                 stack.append(p)
@@ -100,8 +140,72 @@ def _zeros_for(t):
     return Tensor._wrap(np.zeros_like(t.data))
 
 
+def _records(v) -> bool:
+    """True when ``v`` is a Tensor whose own gradient is being recorded (an outer transform)."""
+    return isinstance(v, Tensor) and v.requires_grad and autograd.is_grad_enabled()
+
+
+def _output(out, where):
+    """``f``'s result as a Tensor: a number or an array (it depends on nothing) is wrapped."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (numbers.Number, np.ndarray, np.generic)):
+        return Tensor(as_array(out))
+    raise TypeError(f"{where}: f must return a Tensor, got {type(out).__name__}")
+
+
+def _outputs(out, where):
+    """``f``'s result as a list of Tensors, and whether it was a tuple or list of them."""
+    if isinstance(out, (tuple, list)):
+        return [_output(o, where) for o in out], True
+    return [_output(out, where)], False
+
+
+def _scalar_output(out, where):
+    """``f``'s result as a one-element, real Tensor (what a gradient is defined for)."""
+    size = out.size if isinstance(out, Tensor) else (
+        np.size(out) if isinstance(out, (numbers.Number, np.ndarray, np.generic)) else None)
+    if size != 1:
+        raise TypeError(f"{where}: f must return a one-element Tensor, got "
+                        f"{type(out).__name__} of shape {np.shape(out)}")
+    out = _output(out, where)
+    if out.dtype.kind == "c":
+        raise TypeError(f"{where}: f returned a complex value ({out.dtype}); a gradient needs a "
+                        f"real-valued output; differentiate a real function of it, such as "
+                        f"abs(w) ** 2")
+    return out
+
+
+def _tangent(v, primal, i, where):
+    """Tangent ``i`` as an array (or a recorded Tensor) of the primal's shape and dtype."""
+    if _records(v):
+        t = v if v.dtype == primal.dtype else ops.astype(v, primal.dtype)
+    else:
+        t = as_array(v, primal.dtype)
+    if t.shape != primal.shape:
+        raise ValueError(f"{where}: tangent {i} has shape {t.shape} but primal {i} has shape "
+                         f"{primal.shape}; they must match")
+    return t
+
+
+def _primals_and_tangents(primals, tangents, where):
+    """``(primals, tangents, many)``: a tuple or list is one value per argument of ``f``."""
+    many = isinstance(primals, (tuple, list))
+    ps = tuple(primals) if many else (primals,)
+    ts = tuple(tangents) if many and isinstance(tangents, (tuple, list)) else (tangents,)
+    if len(ts) != len(ps):
+        raise ValueError(f"{where}: {len(ps)} primals but {len(ts)} tangents; pass one tangent "
+                         f"per primal")
+    return ps, ts, many
+
+
 def value_and_grad(f, argnums=0):
-    """A function returning ``(f(*args), d f / d args[argnums])``; ``f`` must return a scalar."""
+    """A function returning ``(f(*args), d f / d args[argnums])``; ``f`` must return a scalar.
+
+    Where ``f``'s output does not depend on an argument, its gradient is zeros of that
+    argument's shape and dtype, with a warning (as HIPS autograd does). A complex output raises
+    TypeError: the gradient is defined for real-valued functions (see the module's docstring).
+    """
 
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
@@ -109,15 +213,20 @@ def value_and_grad(f, argnums=0):
         watched, nested = _watch(args, nums, "grad")
         with autograd.enable_grad():
             out = f(*watched, **kwargs)
-        if not isinstance(out, Tensor) or out.size != 1:
-            raise TypeError(f"grad: f must return a one-element Tensor, got "
-                            f"{type(out).__name__} of shape {np.shape(out)}")
+        out = _scalar_output(out, "grad")
         targets = [watched[i] for i in nums]
         nested = nested or _depends_on_outer(out, targets)
         grads = gradients(out, targets, create_graph=nested) if out.requires_grad else [None] * len(
             targets)
+        unused = [i for i, g in zip(nums, grads) if g is None]
+        if unused:
+            which = "argument" if len(unused) == 1 else "arguments"
+            warnings.warn(f"grad: the output of f does not depend on {which} "
+                          f"{', '.join(map(str, unused))}; the gradient there is zero",
+                          UserWarning, stacklevel=3)
         grads = [_zeros_for(t) if g is None else g for g, t in zip(grads, targets)]
         value = out if nested else out.detach()
+        _retire(targets)
         return value, (tuple(grads) if many else grads[0])
 
     return value_and_grad_f
@@ -136,7 +245,9 @@ def grad(f, argnums=0):
 def vjp(f, *primals):
     """``(f(*primals), vjp_fn)`` where ``vjp_fn(v)`` returns v^T J for each primal, as a tuple.
 
-    ``vjp_fn`` may be called many times (the graph is kept).
+    ``vjp_fn`` may be called many times (the graph is kept). It is linear in ``v`` and
+    differentiable: when ``v`` is a Tensor that an outer transform is watching, the backward pass
+    is recorded with ``v`` in it, so d(vjp_fn(v))/dv = J (this is how `jvp` works).
     """
     watched, nested = _watch(primals, range(len(primals)), "vjp")
     with autograd.enable_grad():
@@ -148,19 +259,104 @@ def vjp(f, *primals):
     def vjp_fn(v):
         if not out.requires_grad:
             return tuple(_zeros_for(t) for t in watched)
+        record = nested or _records(v)
         v = v if isinstance(v, Tensor) or v is None else as_array(v, out.dtype)
         grads = gradients(out, watched, grad_outputs=[v], retain_graph=True,
-                          create_graph=nested)
+                          create_graph=record)
         return tuple(_zeros_for(t) if g is None else g for g, t in zip(grads, watched))
 
+    _retire(watched)
     return (out if nested else out.detach()), vjp_fn
 
 
-def jacobian(f, argnums=0):
-    """The Jacobian: ``jacobian(f)(x)`` has shape ``f(x).shape + x.shape``."""
+class _Linearized:
+    """v -> J v for the outputs ``outs`` of the watched ``targets``, by transposing a VJP.
+
+    One backward pass is recorded with leaves ``u`` (zeros, one per output that requires grad) as
+    its cotangents: ``gs[i] = sum_k J_ki^T u_k``, linear in ``u``. The gradient of
+    ``sum_i <gs[i], v_i>`` with respect to ``u_k`` is ``sum_i J_ki v_i``, the JVP. Each call is one
+    walk over the recorded pass (kept with retain_graph), never a new forward pass.
+    """
+
+    def __init__(self, outs, targets):
+        self.outs = outs
+        self.live = [k for k, o in enumerate(outs) if o.requires_grad]
+        self.us = [Tensor(np.zeros(outs[k].shape, outs[k].dtype), requires_grad=True)
+                   for k in self.live]
+        _retire(self.us)
+        self.gs = (gradients([outs[k] for k in self.live], targets, grad_outputs=self.us,
+                             retain_graph=True, create_graph=True)
+                   if self.live else [None] * len(targets))
+
+    def __call__(self, tangents, create_graph=False):
+        """J v for each output; ``tangents[i]`` None is a zero tangent for target i."""
+        roots, seeds = [], []
+        for g, v in zip(self.gs, tangents):
+            if g is not None and v is not None and g.requires_grad:
+                roots.append(g)
+                seeds.append(v)
+        found = (gradients(roots, self.us, grad_outputs=seeds, retain_graph=True,
+                           create_graph=create_graph) if roots else [None] * len(self.us))
+        result = [None] * len(self.outs)
+        for k, jv in zip(self.live, found):
+            result[k] = jv
+        return [_zeros_for(o) if jv is None else jv for jv, o in zip(result, self.outs)]
+
+
+def jvp(f, primals, tangents):
+    """``(f(*primals), J tangents)``: the Jacobian-vector product, as ``torch.func.jvp``.
+
+    ``primals`` is one value or a tuple (or list) of them, one per argument of ``f``;
+    ``tangents`` matches it, each of its primal's shape (cast to its dtype). ``f`` returns a
+    Tensor or a tuple of them; the result has the same structure. Computed by transposing a
+    recorded vector-Jacobian product (see the module's docstring).
+    """
+    ps, ts, _ = _primals_and_tangents(primals, tangents, "jvp")
+    watched, nested = _watch(ps, range(len(ps)), "jvp")
+    ts = [_tangent(v, w, i, "jvp") for i, (v, w) in enumerate(zip(ts, watched))]
+    with autograd.enable_grad():
+        out = f(*watched)
+    outs, many_out = _outputs(out, "jvp")
+    nested = nested or any(_depends_on_outer(o, watched) for o in outs)
+    tans = _Linearized(outs, watched)(ts, create_graph=nested or any(map(_records, ts)))
+    values = [o if nested else o.detach() for o in outs]
+    _retire(watched)
+    return (tuple(values), tuple(tans)) if many_out else (values[0], tans[0])
+
+
+def linearize(f, *primals):
+    """``(f(*primals), f_jvp)`` where ``f_jvp(*tangents)`` is J tangents, as ``jax.linearize``.
+
+    ``f`` runs once; its graph and one recorded backward pass are kept, so each call of
+    ``f_jvp`` costs one walk over them and never reruns ``f`` (keep ``f_jvp`` only as long as you
+    need it: it holds the graph).
+    """
+    watched, nested = _watch(primals, range(len(primals)), "linearize")
+    with autograd.enable_grad():
+        out = f(*watched)
+    outs, many_out = _outputs(out, "linearize")
+    nested = nested or any(_depends_on_outer(o, watched) for o in outs)
+    lin = _Linearized(outs, watched)
+
+    def f_jvp(*tangents):
+        if len(tangents) != len(watched):
+            raise TypeError(f"linearize: f_jvp takes {len(watched)} tangents (one per primal), "
+                            f"got {len(tangents)}")
+        ts = [_tangent(v, w, i, "linearize") for i, (v, w) in enumerate(zip(tangents, watched))]
+        tans = lin(ts, create_graph=nested or any(map(_records, ts)))
+        return tuple(tans) if many_out else tans[0]
+
+    values = [o if nested else o.detach() for o in outs]
+    _retire(watched)
+    return (tuple(values) if many_out else values[0]), f_jvp
+
+
+def jacrev(f, argnums=0):
+    """The Jacobian by reverse mode, one VJP per output element: ``jacrev(f)(x)`` has shape
+    ``f(x).shape + x.shape``. Cheaper than `jacfwd` when f has fewer outputs than inputs."""
 
     @functools.wraps(f)
-    def jacobian_f(*args):
+    def jacrev_f(*args):
         nums, many = _argnums(argnums, len(args), "jacobian")
         watched, nested = _watch(args, nums, "jacobian")
         with autograd.enable_grad():
@@ -182,11 +378,139 @@ def jacobian(f, argnums=0):
         for r, t in zip(rows, targets):
             stacked = ops.stack(r) if r else Tensor._wrap(np.zeros((0,) + t.shape, t.dtype))
             jacs.append(ops.reshape(stacked, out.shape + t.shape))
+        _retire(targets)
         return tuple(jacs) if many else jacs[0]
 
-    return jacobian_f
+    return jacrev_f
+
+
+jacobian = jacrev
+
+
+def jacfwd(f, argnums=0):
+    """The Jacobian by forward mode, one JVP per input element: the same shape as `jacrev`,
+    ``f(x).shape + x.shape``. ``f`` runs once and its VJP is recorded once (`linearize`)."""
+
+    @functools.wraps(f)
+    def jacfwd_f(*args):
+        nums, many = _argnums(argnums, len(args), "jacfwd")
+        watched, nested = _watch(args, nums, "jacfwd")
+        with autograd.enable_grad():
+            out = f(*watched)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"jacfwd: f must return a Tensor, got {type(out).__name__}")
+        targets = [watched[i] for i in nums]
+        nested = nested or _depends_on_outer(out, targets)
+        lin = _Linearized([out], targets)
+        jacs = []
+        for j, t in enumerate(targets):
+            columns = []
+            for k in range(t.size):
+                onehot = np.zeros(t.size, dtype=t.dtype)
+                onehot[k] = 1
+                tangents = [None] * len(targets)
+                tangents[j] = onehot.reshape(t.shape)
+                columns.append(lin(tangents, create_graph=nested)[0])
+            if columns:
+                jacs.append(ops.reshape(ops.stack(columns, axis=out.ndim), out.shape + t.shape))
+            else:
+                jacs.append(Tensor._wrap(np.zeros(out.shape + t.shape, out.dtype)))
+        _retire(targets)
+        return tuple(jacs) if many else jacs[0]
+
+    return jacfwd_f
 
 
 def hessian(f, argnums=0):
     """The matrix of second derivatives of a scalar function: ``jacobian(grad(f))``."""
     return jacobian(grad(f, argnums), argnums)
+
+
+def hvp(f, primals, tangents, *, mode="reverse"):
+    """``(f(*primals), H tangents)``: a Hessian-vector product of a scalar ``f``, without forming H.
+
+    Called as ``torch.autograd.functional.hvp``: ``primals`` and ``tangents`` are one value or
+    tuples of them (one per argument of ``f``); the product has the same structure, its part i
+    being ``sum_j (d^2 f / dx_i dx_j) v_j``. ``mode="reverse"`` (the default) differentiates
+    <grad f(x), v> (reverse over reverse, using that H is symmetric); ``mode="forward"`` takes
+    the JVP of ``grad f`` (forward over reverse, by transposition here). Both are exact; reverse
+    is the faster of the two here (benchmarks/bench_hvp.py).
+    """
+    if mode not in ("reverse", "forward"):
+        raise ValueError(f"hvp: mode must be 'reverse' or 'forward', not {mode!r}")
+    ps, ts, many = _primals_and_tangents(primals, tangents, "hvp")
+    watched, nested = _watch(ps, range(len(ps)), "hvp")
+    ts = [_tangent(v, w, i, "hvp") for i, (v, w) in enumerate(zip(ts, watched))]
+    with autograd.enable_grad():
+        out = _scalar_output(f(*watched), "hvp")
+    nested = nested or _depends_on_outer(out, watched)
+    record = nested or any(map(_records, ts))
+    n = len(watched)
+    gs = gradients(out, watched, create_graph=True) if out.requires_grad else [None] * n
+    if mode == "reverse":
+        pairs = [(g, v) for g, v in zip(gs, ts) if g is not None and g.requires_grad]
+        hv = (gradients([g for g, _ in pairs], watched, grad_outputs=[v for _, v in pairs],
+                        create_graph=record) if pairs else [None] * n)
+    else:
+        live = [i for i, g in enumerate(gs) if g is not None]
+        hv = [None] * n
+        for i, h in zip(live, _Linearized([gs[i] for i in live], watched)(ts, record)):
+            hv[i] = h
+    hv = [_zeros_for(w) if h is None else h for h, w in zip(hv, watched)]
+    value = out if nested else out.detach()
+    _retire(watched)
+    return value, (tuple(hv) if many else hv[0])
+
+
+def _half_squared_norm(y):
+    return (y * y).sum() * 0.5
+
+
+def make_ggnvp(f, g=None, f_argnum=0):
+    """Generalized Gauss-Newton-vector products, as HIPS autograd's ``make_ggnvp``.
+
+    For ``f`` from parameters to outputs and a scalar loss ``g`` of the outputs (by default
+    ``0.5 * sum(y ** 2)``, which makes the product J^T J v), ``make_ggnvp(f, g)(*args)`` runs
+    ``f`` once at ``args`` and returns ``ggnvp(v) = J^T H_g J v``, J the Jacobian of ``f`` with
+    respect to ``args[f_argnum]`` and H_g the Hessian of ``g`` at ``f(*args)``. The graphs are
+    kept, so each call of ``ggnvp`` is three walks (J v by transposition, H_g w, J^T w) and
+    neither ``f`` nor ``g`` runs again. Unlike the Hessian of ``g(f(x))`` it leaves out the
+    curvature of ``f``, and it is positive semi-definite whenever ``g`` is convex.
+    """
+    loss = _half_squared_norm if g is None else g
+
+    def ggnvp_maker(*args):
+        if not isinstance(f_argnum, int):
+            raise ValueError(f"make_ggnvp: f_argnum must be one int, not {f_argnum!r}")
+        (i,), _ = _argnums(f_argnum, len(args), "make_ggnvp")
+        watched, nested = _watch(args, (i,), "make_ggnvp")
+        x = watched[i]
+        with autograd.enable_grad():
+            y = _output(f(*watched), "make_ggnvp")
+        nested = nested or _depends_on_outer(y, [x])
+        lin = _Linearized([y], [x])
+        if nested:  # keep d(ggnvp)/d(outer variables) through y
+            (y_in,), _ = _watch([y], (0,), "make_ggnvp")
+        else:  # a fresh leaf: the walks for H_g stop at it
+            y_in = Tensor(y.data, requires_grad=True)
+        with autograd.enable_grad():
+            gy = _scalar_output(loss(y_in), "make_ggnvp: g")
+        (grad_g,) = gradients(gy, [y_in], create_graph=True) if gy.requires_grad else [None]
+
+        def ggnvp(v):
+            record = nested or _records(v)
+            v = _tangent(v, x, 0, "ggnvp")
+            (jv,) = lin([v], create_graph=record)
+            hjv = None
+            if grad_g is not None and grad_g.requires_grad:
+                (hjv,) = gradients(grad_g, [y_in], grad_outputs=jv, retain_graph=True,
+                                   create_graph=record)
+            if hjv is None or not y.requires_grad:
+                return _zeros_for(x)
+            (out,) = gradients(y, [x], grad_outputs=hjv, retain_graph=True, create_graph=record)
+            return _zeros_for(x) if out is None else out
+
+        _retire([x, y_in])
+        return ggnvp
+
+    return ggnvp_maker
