@@ -6,7 +6,7 @@ from it with the operators and functions below; ``loss.backward()`` fills ``x.gr
 
 from numpy import bool_, float16, float32, float64, int32, int64  # noqa: F401
 
-from chainrule import data, distributed, inspect, nn, optim  # noqa: F401
+from chainrule import data, distributed, inspect, linalg, nn, optim  # noqa: F401
 from chainrule.autograd import (  # noqa: F401
     ShapeError,
     enable_grad,
