@@ -287,3 +287,64 @@ def test_manual_seed_reproduces_randn():
     c = cr.randn(3, 4)
     assert_close(a, b, rtol=0, atol=0)
     assert not np.array_equal(b.data, c.data)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+@pytest.mark.parametrize("x,y", [(NAN, 1.0), (1.0, NAN), (NAN, NAN), (1.0, 1.0), (2.0, 1.0),
+                                 (1.0, 2.0), (INF, INF), (NAN, INF), (-INF, NAN)])
+def test_maximum_and_minimum_gradients_at_nan_and_ties_match_torch(name, x, y):
+    """A NaN input makes a NaN result that passes the gradient to both inputs (1 each), as in
+    PyTorch; a tie still shares it half and half."""
+    cx, cy = t64([x]), t64([y])
+    tx, ty = to_torch(np.array([x]), True), to_torch(np.array([y]), True)
+    out = getattr(cr, name)(cx, cy)
+    want = getattr(torch, name)(tx, ty)
+    np.testing.assert_array_equal(out.data, want.detach().numpy())
+    out.backward(np.array([3.0]))
+    want.backward(torch.tensor([3.0], dtype=torch.float64))
+    np.testing.assert_array_equal(cx.grad.data, tx.grad.numpy())
+    np.testing.assert_array_equal(cy.grad.data, ty.grad.numpy())
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_and_minimum_nan_gradients_broadcast_like_torch(name):
+    x = np.array([[NAN, 1.0, 2.0], [3.0, NAN, 0.5]])
+    y = np.array([1.0, 1.0, NAN])
+    cx, cy = t64(x), t64(y)
+    tx, ty = to_torch(x, True), to_torch(y, True)
+    getattr(cr, name)(cx, cy).sum().backward()
+    getattr(torch, name)(tx, ty).sum().backward()
+    np.testing.assert_array_equal(cx.grad.data, tx.grad.numpy())
+    np.testing.assert_array_equal(cy.grad.data, ty.grad.numpy())
+
+
+def test_a_hook_returning_the_wrong_shape_is_named_with_both_shapes():
+    x = t64([1.0, 2.0])
+
+    def widen(grad):
+        return cr.tensor([1.0, 2.0, 3.0])
+
+    x.register_hook(widen)
+    with pytest.raises(RuntimeError, match=r"hook 'test_a_hook_returning_the_wrong_shape_is_"
+                                           r"named_with_both_shapes.<locals>.widen' registered on "
+                                           r"the leaf tensor \(shape \(2,\), float64\) returned a "
+                                           r"gradient of shape \(3,\), but the gradient it was "
+                                           r"given has shape \(2,\)"):
+        (x * 2).sum().backward()
+
+    y = t64([1.0, 2.0]) * 3
+    y.register_hook(lambda g: np.ones(5))
+    with pytest.raises(RuntimeError, match=r"hook '.*<lambda>' registered on the tensor made by "
+                                           r"MultiplyBackward returned a gradient of shape \(5,\)"
+                                           r".* has shape \(2,\)"):
+        y.sum().backward()
+
+    named = t64([1.0, 2.0])
+    named.name = "w"
+    named.register_hook(lambda g: g.sum())
+    with pytest.raises(RuntimeError, match=r"the leaf tensor 'w' \(shape \(2,\), float64\) "
+                                           r"returned a gradient of shape \(\)"):
+        cr.gradients((named * named).sum(), [named])

@@ -107,29 +107,72 @@ def _torch_max_pool_gather(gx):
     return flat.view(_POOL_OUT.shape)
 
 
-def _torch_windows(x, k=(2, 3), s=(1, 1)):
-    return x.unfold(2, k[0], s[0]).unfold(3, k[1], s[1])
+IM_SHAPE = (2, 2, 5, 4)  # two images: the batch_last layout orders columns differently
 
 
-def _torch_unwindows(g):
+def _batch_last(cols, n, last):
+    """(C kh kw, N L) columns reordered (C kh kw, L N) when ``last``."""
+    if not last:
+        return cols
+    return cols.reshape(cols.shape[0], n, -1).transpose(1, 2).reshape(cols.shape[0], -1)
+
+
+def _torch_im2col(x, last=False):
+    """chainrule's strided columns (kernel 2x2, stride (1, 2)), from torch's unfold."""
+    cols = F.unfold(x, (2, 2), stride=(1, 2))  # (N, C kh kw, L)
+    return _batch_last(cols.permute(1, 0, 2).reshape(cols.shape[1], -1), x.shape[0], last)
+
+
+def _torch_im2col_flat(x, last=False, k=(3, 2), d=(1, 2), p=(1, 0, 2, 1)):
+    """chainrule's stride-1 flat columns: each padded plane read as one row (as_strided)."""
+    n, c, h, w = x.shape
+    hp, wp = h + p[0] + p[1], w + p[2] + p[3]
+    oh = hp - d[0] * (k[0] - 1)
+    planes = F.pad(x, (p[2], p[3], p[0], p[1])).transpose(0, 1).reshape(c, n, hp * wp)
+    buf = F.pad(planes, (0, d[1] * (k[1] - 1)))
+    view = buf.as_strided((c, k[0], k[1], n, oh * wp),
+                          (buf.stride(0), d[0] * wp, d[1], buf.stride(1), 1))
+    return _batch_last(view.reshape(c * k[0] * k[1], n * oh * wp), n, last)
+
+
+_WINDOWS = dict(kernel=(2, 2), stride=(1, 2), dilation=(1, 1), padding=(0, 0, 0, 0))
+_IM2COL = dict(_WINDOWS, shape=IM_SHAPE)
+_IM2COL_FLAT = dict(kernel=(3, 2), stride=(1, 1), dilation=(1, 2), padding=(1, 0, 2, 1),
+                    shape=IM_SHAPE)
+
+
+def _torch_col2im(g, flat=False, last=False):
+    z = torch.zeros(IM_SHAPE, dtype=g.dtype, requires_grad=True)
+    cols = (_torch_im2col_flat if flat else _torch_im2col)(z, last)
+    return torch.autograd.grad(cols, z, g, create_graph=True)[0]
+
+
+def _torch_conv_matmul_groups(w, c, b):
+    return torch.cat([w[:2] @ c[:3], w[2:] @ c[3:]]) + b[:, None]
+
+
+def _torch_window_spread(g):
     z = torch.zeros(WIN_SHAPE, dtype=g.dtype, requires_grad=True)
-    return torch.autograd.grad(_torch_windows(z, (2, 2), (1, 2)), z, g, create_graph=True)[0]
+    return torch.autograd.grad(F.avg_pool2d(z, 2, (1, 2)) * 4, z, g, create_graph=True)[0]
 
 
-def _cr_unwindows(g):
-    return ops.unwindows(g, shape=WIN_SHAPE, kh=2, kw=2, sh=1, sw=2)
+_POOL = dict(kernel=(2, 2), stride=(2, 2), dilation=(1, 1), padding=(0, 0, 0, 0),
+             shape=POOL_X.shape)
+
+
+def _pool_indices(dtype):
+    x = POOL_X.astype(dtype)
+    idx = ops.pool_index_buffer(x, **{k: v for k, v in _POOL.items() if k != "shape"})
+    ops.max_pool2d(x, idx, **_POOL)
+    return idx
 
 
 def _cr_pool_scatter(gy):
-    x = cr.tensor(POOL_X.astype(gy.dtype))
-    y = cr.tensor(ops._max_pool_forward(x.data, 2, 2, 2, 2))
-    return ops.max_pool_scatter(gy, x, y, kh=2, kw=2, sh=2, sw=2)
+    return ops.max_pool_scatter(gy, _pool_indices(gy.dtype), **_POOL)
 
 
 def _cr_pool_gather(gx):
-    x = cr.tensor(POOL_X.astype(gx.dtype))
-    y = cr.tensor(ops._max_pool_forward(x.data, 2, 2, 2, 2))
-    return ops.max_pool_gather(gx, x, y, kh=2, kw=2, sh=2, sw=2)
+    return ops.max_pool_gather(gx, _pool_indices(gx.dtype), **_POOL)
 
 
 CASES = [
@@ -315,9 +358,29 @@ CASES = [
          lambda x: F.max_pool2d(x, 3, stride=1), ((1, 2, 5, 4),)),
     Case("max_pool2d_scatter", _cr_pool_scatter, _torch_max_pool_scatter, ((2, 2, 2, 2),)),
     Case("max_pool2d_gather", _cr_pool_gather, _torch_max_pool_gather, ((2, 2, 4, 4),)),
-    Case("windows", lambda x: ops.windows(x, kh=2, kw=3, sh=1, sw=1, shape=x.shape),
-         _torch_windows, ((1, 2, 4, 5),)),
-    Case("unwindows", _cr_unwindows, _torch_unwindows, ((1, 2, 4, 2, 2, 2),)),
+    Case("im2col", lambda x: ops.im2col(x, **_IM2COL, batch_last=False), _torch_im2col,
+         (IM_SHAPE,)),
+    Case("im2col_batch_last", lambda x: ops.im2col(x, **_IM2COL, batch_last=True),
+         lambda x: _torch_im2col(x, True), (IM_SHAPE,)),
+    Case("im2col_flat", lambda x: ops.im2col(x, **_IM2COL_FLAT, batch_last=False),
+         _torch_im2col_flat, (IM_SHAPE,)),
+    Case("im2col_flat_batch_last", lambda x: ops.im2col(x, **_IM2COL_FLAT, batch_last=True),
+         lambda x: _torch_im2col_flat(x, True), (IM_SHAPE,)),
+    Case("col2im", lambda g: ops.col2im(g, **_IM2COL, batch_last=False), _torch_col2im,
+         ((8, 16),)),
+    Case("col2im_batch_last", lambda g: ops.col2im(g, **_IM2COL, batch_last=True),
+         lambda g: _torch_col2im(g, last=True), ((8, 16),)),
+    Case("col2im_flat", lambda g: ops.col2im(g, **_IM2COL_FLAT, batch_last=False),
+         lambda g: _torch_col2im(g, flat=True), ((12, 56),)),
+    Case("col2im_flat_batch_last", lambda g: ops.col2im(g, **_IM2COL_FLAT, batch_last=True),
+         lambda g: _torch_col2im(g, flat=True, last=True), ((12, 56),)),
+    Case("conv_matmul_groups", lambda w, c, b: ops.conv_matmul(w, c, b, groups=2),
+         _torch_conv_matmul_groups, ((4, 3), (6, 5), (4,))),
+    Case("window_sum", lambda x: ops.window_sum(x, **_WINDOWS, shape=WIN_SHAPE),
+         lambda x: F.avg_pool2d(x, 2, (1, 2)) * 4, (WIN_SHAPE,)),
+    Case("window_spread", lambda g: ops.window_spread(g, **_WINDOWS, shape=WIN_SHAPE),
+         _torch_window_spread,
+         ((1, 2, 4, 2),)),
     Case("conv2d", lambda x, w, b: crF.conv2d(x, w, b, stride=2, padding=1),
          lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
          ((2, 2, 5, 4), (3, 2, 3, 3), (3,))),

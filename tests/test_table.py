@@ -293,6 +293,47 @@ CASES = [
          lambda x: TF.max_pool2d(x, 3, 2, 1)),
     Case("max_pool2d-ties", C([[[[1.0, 1.0], [0.0, 1.0]]]]), lambda x: F.max_pool2d(x, 2),
          lambda x: TF.max_pool2d(x, 2), fd=False, second=False),
+    Case("max_pool2d-dilation-ceil", N(2, 1, 7, 6),
+         lambda x: F.max_pool2d(x, (2, 3), (2, 1), (1, 1), dilation=(2, 1), ceil_mode=True),
+         lambda x: TF.max_pool2d(x, (2, 3), (2, 1), (1, 1), dilation=(2, 1), ceil_mode=True)),
+    Case("conv2d-dilation-groups", lambda r: [r.standard_normal((2, 4, 6, 5)),
+                                              r.standard_normal((6, 2, 2, 3)),
+                                              r.standard_normal(6)],
+         lambda x, w, b: F.conv2d(x, w, b, padding=(1, 2), dilation=(2, 1), groups=2),
+         lambda x, w, b: TF.conv2d(x, w, b, padding=(1, 2), dilation=(2, 1), groups=2)),
+    Case("conv2d-same-even-kernel", NN((1, 2, 5, 4), (3, 2, 2, 4)),
+         lambda x, w: F.conv2d(x, w, padding="same"),
+         lambda x, w: TF.conv2d(x, w, padding="same")),
+    Case("conv2d-stride-dilation-unbatched", NN((2, 7, 6), (2, 2, 3, 2)),
+         lambda x, w: F.conv2d(x, w, stride=(2, 3), dilation=2, padding=1),
+         lambda x, w: TF.conv2d(x, w, stride=(2, 3), dilation=2, padding=1)),
+    Case("conv1d", lambda r: [r.standard_normal((2, 3, 9)), r.standard_normal((4, 3, 3)),
+                              r.standard_normal(4)],
+         lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
+         lambda x, w, b: TF.conv1d(x, w, b, stride=2, padding=1)),
+    Case("conv1d-dilation-groups-same", NN((2, 4, 7), (2, 2, 3)),
+         lambda x, w: F.conv1d(x, w, padding="same", dilation=2, groups=2),
+         lambda x, w: TF.conv1d(x, w, padding="same", dilation=2, groups=2)),
+    Case("avg_pool2d", N(2, 3, 4, 6), lambda x: F.avg_pool2d(x, 2),
+         lambda x: TF.avg_pool2d(x, 2)),
+    Case("avg_pool2d-pad-overlap-exclude", N(1, 2, 5, 6),
+         lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+         lambda x: TF.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+    Case("avg_pool2d-ceil-divisor", N(1, 2, 5, 7),
+         lambda x: F.avg_pool2d(x, (2, 3), (2, 2), (1, 0), ceil_mode=True),
+         lambda x: TF.avg_pool2d(x, (2, 3), (2, 2), (1, 0), ceil_mode=True)),
+    Case("avg_pool2d-divisor-override", N(3, 4, 4), lambda x: F.avg_pool2d(
+        x, 2, 1, divisor_override=3), lambda x: TF.avg_pool2d(x, 2, 1, divisor_override=3)),
+    Case("adaptive_avg_pool2d", N(2, 3, 7, 5), lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
+         lambda x: TF.adaptive_avg_pool2d(x, (3, 2))),
+    Case("adaptive_avg_pool2d-global", N(2, 3, 4, 6), lambda x: F.adaptive_avg_pool2d(x, 1),
+         lambda x: TF.adaptive_avg_pool2d(x, 1)),
+    Case("batch_norm-2d", lambda r: [r.standard_normal((3, 2, 4, 3)), r.standard_normal(2),
+                                     r.standard_normal(2)],
+         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+         lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True)),
+    Case("pad2d", N(1, 2, 3, 2), lambda x: ops.pad2d(x, pad=1, value=0.5),
+         lambda x: TF.pad(x, (1, 1, 1, 1), value=0.5)),
 ]
 
 # Internal helper rows have no public entry point of their own: they run inside another row's
@@ -302,10 +343,11 @@ CASES = [
 EXEMPT = {
     "scatter": "take-repeated",  # the adjoint of getitem / take
     "zero_at": "setitem-non-leaf",  # setitem's gradient for the overwritten input
-    "unwindows": "conv2d-pad-stride",  # the adjoint of windows (col2im)
+    "col2im": "conv2d-pad-stride",  # the adjoint of im2col
     "max_pool_scatter": "max_pool2d",  # max_pool2d's backward
     "max_pool_gather": "max_pool2d",  # max_pool_scatter's backward (third order, see below)
     "clamped_log": "binary_cross_entropy",  # binary_cross_entropy's gradient for the target
+    "window_spread": "avg_pool2d",  # window_sum's backward (average pooling)
 }
 
 IDS = [c.id for c in CASES]

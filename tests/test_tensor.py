@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +35,31 @@ def test_tensor_copies_but_from_numpy_shares():
 
 
 def test_object_data_is_a_clear_type_error():
-    with pytest.raises(TypeError, match="tensor: cannot make a numeric tensor"):
+    with pytest.raises(TypeError, match=r"cr.tensor: cannot make a tensor of dtype object"):
         cr.tensor([{"a": 1}])
+
+
+@pytest.mark.parametrize("data,dtype", [("abc", "<U3"), (["a", "b"], "<U1"), ([b"x"], "|S1"),
+                                        (np.array(["x", "yz"]), "<U2"), ([1, "a"], "<U21")])
+def test_strings_do_not_make_tensors(data, dtype):
+    with pytest.raises(TypeError, match=rf"cannot make a tensor of dtype {re.escape(dtype)} "
+                                        r"\((text|bytes)\).*holds numbers"):
+        cr.tensor(data)
+    with pytest.raises(TypeError, match="cannot make a tensor"):
+        cr.Tensor(data)
+
+
+@pytest.mark.parametrize("data,where", [
+    ([[1, 2], [3]], r"data\[0\] has 2 elements but data\[1\] has 1 element"),
+    ([1.0, [2.0, 3.0]], r"data\[0\] has a single number but data\[1\] has 2 elements"),
+    ([[[1, 2], [3, 4]], [[1, 2], [3]]], r"data\[0\]\[0\] has 2 elements but data\[1\]\[1\] has 1"),
+])
+def test_ragged_lists_are_a_clear_value_error(data, where):
+    message = r"cr.tensor: the nested lists have different lengths \(ragged\): " + where
+    with pytest.raises(ValueError, match=message):
+        cr.tensor(data)
+    with pytest.raises(ValueError, match=message):
+        cr.tensor(data, dtype=cr.float64)
 
 
 def test_array_facts():

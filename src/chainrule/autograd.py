@@ -13,6 +13,7 @@ from __future__ import annotations
 import dis
 import functools
 import inspect
+import threading
 
 import numpy as np
 
@@ -20,34 +21,60 @@ Tensor = None  # bound by tensor.py, which imports this module first
 
 
 # ----------------------------------------------------------------------------------------------
-# Grad mode
+# Grad mode, one per thread (as in PyTorch: a new thread starts with recording on)
 # ----------------------------------------------------------------------------------------------
-class _GradMode:
-    enabled = True
+# How many threads have recording off, and how many have anomaly mode on. While a count is 0
+# (nearly always), `apply` knows the mode without the per-thread lookup. A thread counts itself
+# before it turns a mode on or off, so a thread that reads 0 is in the default mode itself.
+_switch_lock = threading.Lock()
+_threads_without_grad = 0
+_threads_with_anomaly = 0
+
+
+class _GradMode(threading.local):
+    enabled = True  # the class attribute is each new thread's starting value
+
+    def __setattr__(self, name, value):
+        global _threads_without_grad
+        if name == "enabled":
+            value = bool(value)
+            if value != self.enabled:
+                with _switch_lock:
+                    _threads_without_grad += -1 if value else 1
+        super().__setattr__(name, value)
 
 
 _mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    """True when operations on tensors that require grad are recorded."""
+    """True when operations on tensors that require grad are recorded (in this thread)."""
     return _mode.enabled
 
 
 class set_grad_enabled:
-    """Context manager (and decorator) that turns recording on or off inside its block."""
+    """Context manager (and decorator) that turns recording on or off inside its block.
+
+    The mode belongs to the thread that enters the block: ``no_grad`` in one thread leaves every
+    other thread recording. One instance may be entered by several threads at once; each thread
+    gets back the mode it had.
+    """
 
     def __init__(self, mode: bool = True):
         self.mode = bool(mode)
-        self.previous = []
+        self.previous = {}  # thread id -> the modes to restore, innermost last
 
     def __enter__(self):
-        self.previous.append(_mode.enabled)
+        self.previous.setdefault(threading.get_ident(), []).append(_mode.enabled)
         _mode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        _mode.enabled = self.previous.pop()
+        ident = threading.get_ident()
+        stack = self.previous[ident]
+        _mode.enabled = stack.pop()
+        if not stack:
+            del self.previous[ident]
         return False
 
     def __call__(self, fn):
@@ -83,12 +110,26 @@ class enable_grad(set_grad_enabled):
 
 
 # ----------------------------------------------------------------------------------------------
-# Anomaly mode: a switch that the inspection tools turn on (`cr.detect_anomaly`)
+# Anomaly mode: a switch that the inspection tools turn on (`cr.detect_anomaly`), per thread
 # ----------------------------------------------------------------------------------------------
-class _AnomalyMode:
+class _AnomalyMode(threading.local):
+    """The attributes are this thread's: a new thread starts with anomaly mode off."""
+
     enabled = False
     on_forward = None  # callable(op, node_or_None, out_array, args) run after every forward
     on_backward = None  # callable(node, input_grads) run after every VJP
+    # keyword arguments of np.errstate for the forward and backward computations, or None:
+    # detect_anomaly silences NumPy's warnings there, since its error reports the problem
+    errstate = None
+
+    def __setattr__(self, name, value):
+        global _threads_with_anomaly
+        if name == "enabled":
+            value = bool(value)
+            if value != self.enabled:
+                with _switch_lock:
+                    _threads_with_anomaly += 1 if value else -1
+        super().__setattr__(name, value)
 
 
 anomaly = _AnomalyMode()
@@ -126,14 +167,23 @@ class Primitive:
     so the same rule runs on arrays in an ordinary backward pass and on Tensors, recorded, when
     ``create_graph=True``. ``vjp_all`` replaces ``vjps`` for operations with a variable number of
     inputs (concatenate, stack): ``vjp_all(grad, ans, n_inputs, **params)`` returns all of them.
+
+    ``promotes`` lists the inputs whose dtypes combine by PyTorch's promotion rules (see
+    `result_type`) before the forward runs (``()``: all of them); ``to_float`` makes an integer
+    or bool result the default float dtype, float32 (true division).
     """
 
     __slots__ = ("name", "forward", "vjps", "vjp_all", "formulas", "broadcasts", "view",
-                 "differentiable", "node_name", "_rule_reads", "_plans")
+                 "differentiable", "node_name", "promotes", "to_float", "numbers_kept",
+                 "_rule_reads", "_plans")
 
     def __init__(self, name, forward, vjps=(), formulas=(), *, vjp_all=None, broadcasts=False,
-                 view=False, differentiable=True):
+                 view=False, differentiable=True, promotes=None, to_float=False):
         self.name = name
+        # () stands for every input (concatenate, stack)
+        self.promotes = tuple(promotes) if promotes is not None else None
+        self.to_float = to_float
+        self.numbers_kept = _NUMBERS_KEPT_TO_FLOAT if to_float else _NUMBERS_KEPT
         self.forward = forward
         self.vjps = tuple(vjps)
         self.vjp_all = vjp_all
@@ -244,16 +294,41 @@ def apply(op: Primitive, args: tuple, params: dict):
     if len(args) == 2:
         x, y = args
         tx, ty = isinstance(x, Tensor), isinstance(y, Tensor)
-        arrays = (x.data if tx else _constant(x), y.data if ty else _constant(y))
+        if tx and ty:
+            ax, ay = x.data, y.data
+            arrays = (ax, ay)
+            # Tensors of one dtype (nearly every call) need no promotion.
+            d = ax.dtype
+            if (d is not ay.dtype or op.to_float and d.kind in "biu") and (
+                    op.promotes is not None):
+                x, y = args = _promote(op, args)
+                tx, ty = isinstance(x, Tensor), isinstance(y, Tensor)
+                arrays = (x.data if tx else x, y.data if ty else y)
+        else:
+            if op.promotes is not None:
+                # A tensor with a Python number of no higher category (x * 2.0 on a float
+                # tensor) keeps the tensor's dtype in NumPy as in PyTorch: nothing to cast.
+                if not (x.data.dtype.kind in op.numbers_kept.get(type(y), "") if tx else
+                        ty and y.data.dtype.kind in op.numbers_kept.get(type(x), "")):
+                    x, y = args = _promote(op, args)
+                    tx, ty = isinstance(x, Tensor), isinstance(y, Tensor)
+            arrays = (x.data if tx else _constant(x), y.data if ty else _constant(y))
         needs = (tx and x._requires_grad, ty and y._requires_grad)
     elif len(args) == 1 and isinstance(args[0], Tensor):
         arrays = (args[0].data,)
         needs = (args[0]._requires_grad,)
     else:
+        if op.promotes is not None:
+            args = _promote(op, args)
         arrays = [a.data if isinstance(a, Tensor) else _constant(a) for a in args]
         needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
+    checking = _threads_with_anomaly and anomaly.enabled
     try:
-        out = op.forward(*arrays, **params)
+        if checking and anomaly.errstate is not None:
+            with np.errstate(**anomaly.errstate):
+                out = op.forward(*arrays, **params)
+        else:
+            out = op.forward(*arrays, **params)
     except ShapeError as exc:
         raise ShapeError(f"{op.name}: {exc}") from None
     except (ValueError, IndexError, TypeError) as exc:
@@ -269,12 +344,174 @@ def apply(op: Primitive, args: tuple, params: dict):
     result.name = None
     # A view shares its input's version counter, so writing through either is seen by both.
     result._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
-    if True in needs and _mode.enabled and op.differentiable:
+    if True in needs and (not _threads_without_grad or _mode.enabled) and op.differentiable:
         result.grad_fn = _record(op, args, arrays, params, out, needs, result._version)
         result._requires_grad = True
-    if anomaly.enabled:
+    if checking:
         anomaly.on_forward(op, result.grad_fn, out, args)
     return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Type promotion: PyTorch's rules (torch.result_type), on NumPy dtypes
+# ----------------------------------------------------------------------------------------------
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # bool < integer < floating < complex
+DEFAULT_FLOAT = np.dtype(np.float32)
+# A Python number (or NumPy scalar) stands for this dtype of its category: bool, int64,
+# the default float dtype float32, complex64.
+_WRAPPED = (np.dtype(np.bool_), np.dtype(np.int64), DEFAULT_FLOAT, np.dtype(np.complex64))
+_PYTHON_CATEGORY = {bool: 0, int: 1, float: 2, complex: 3}
+
+
+def _promote_types(a, b):
+    """PyTorch's ``promote_types``: across categories the higher category's dtype wins (int64
+    with float16 is float16); within one category the wider dtype (as NumPy)."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
+    if ca != cb and ca + cb != 5:  # float with complex: complex wide enough for both, as NumPy
+        return a if ca > cb else b
+    return np.promote_types(a, b)
+
+
+def _combine(higher, lower):
+    """The dtype of a higher-priority group of operands given a lower-priority one: the lower
+    group counts only where its category is higher (PyTorch's ``combine_categories``)."""
+    if higher is None:
+        return lower
+    if lower is None or _CATEGORY[higher.kind] >= _CATEGORY[lower.kind]:
+        return higher
+    if lower.kind == "c" and higher.kind == "f":  # float64 tensor with a complex: complex128
+        return np.promote_types(higher, np.complex64)
+    return lower
+
+
+def result_type(*operands):
+    """The dtype of an operation on ``operands`` by PyTorch's rules (``torch.result_type``).
+
+    Operands are Tensors, NumPy arrays (both "dimensioned" when they have at least one axis,
+    otherwise "zero-dimensional"), and Python numbers or NumPy scalars ("wrapped numbers").
+    The result is the category (bool < integer < floating < complex) of the highest operand;
+    its dtype comes from the dimensioned operands when one of them reaches that category, else
+    from the zero-dimensional ones, else from the numbers (int64, float32, complex64). So a
+    float32 tensor stays float32 with a float64 0-d tensor, a NumPy float64 scalar, a Python
+    float or an int64 tensor, while two dimensioned float tensors promote to the wider one.
+    None when an operand is not numeric (NumPy then decides, and usually raises).
+    """
+    dim = zero = wrapped = None
+    for a in operands:
+        if isinstance(a, Tensor):
+            a = a.data
+        if isinstance(a, np.ndarray):
+            d = a.dtype
+            if d.kind not in _CATEGORY:
+                return None
+            if a.ndim:
+                dim = _promote_types(dim, d)
+            else:
+                zero = _promote_types(zero, d)
+            continue
+        category = _PYTHON_CATEGORY.get(type(a))
+        if category is None:
+            if isinstance(a, np.generic) and a.dtype.kind in _CATEGORY:
+                category = _CATEGORY[a.dtype.kind]
+            elif isinstance(a, bool | int | float | complex):  # subclasses
+                category = 0 if isinstance(a, bool) else 1 if isinstance(a, int) else (
+                    2 if isinstance(a, float) else 3)
+            elif a is None:
+                continue
+            else:
+                return None
+        wrapped = _promote_types(wrapped, _WRAPPED[category])
+    return _combine(dim, _combine(zero, wrapped))
+
+
+# The tensor dtype kinds that a Python number of each type leaves unchanged (for true division,
+# an integer tensor always becomes float).
+_NUMBERS_KEPT = {float: "fc", int: "fciu", bool: "fciub", complex: "c"}
+_NUMBERS_KEPT_TO_FLOAT = {float: "fc", int: "fc", bool: "fc", complex: "c"}
+
+
+def can_cast(source, target) -> bool:
+    """Whether an in-place result of dtype ``source`` may be written into a ``target`` tensor:
+    never into a lower category (float into integer, integer into bool), as in PyTorch."""
+    return _CATEGORY.get(source.kind, 9) <= _CATEGORY.get(target.kind, -1)
+
+
+def _promote(op, args):
+    """``args`` with the inputs listed in ``op.promotes`` brought to their common dtype.
+
+    A Tensor that must change dtype goes through a recorded ``astype``, so its gradient comes
+    back in its own dtype; arrays are cast; NumPy scalars become Python numbers, which NumPy
+    then treats as PyTorch treats them (they take the tensor's dtype).
+    """
+    positions = op.promotes or range(len(args))
+    if _one_dtype(op, args, positions):
+        return args
+    out = list(args)
+    for i in positions:
+        if i < len(args) and isinstance(args[i], list | tuple):
+            out[i] = _constant(args[i])  # a list is an array (float32 for Python floats)
+    dtype = result_type(*[out[i] for i in positions if i < len(args)])
+    if dtype is None:
+        return args
+    if op.to_float and dtype.kind in "biu":
+        dtype = DEFAULT_FLOAT
+    arrays = False
+    for i in positions:
+        if i >= len(args):
+            continue
+        a = out[i]
+        if isinstance(a, Tensor):
+            arrays = True
+            if a.data.dtype != dtype:
+                out[i] = (apply(_cast, (a,), {"dtype": dtype, "in_dtype": a.data.dtype})
+                          if op.differentiable else Tensor._wrap(a.data.astype(dtype)))
+        elif isinstance(a, np.ndarray):
+            arrays = True
+            if a.dtype != dtype:
+                out[i] = a.astype(dtype)
+        elif isinstance(a, np.generic):
+            out[i] = a.item()
+    if not arrays:  # only numbers take part (cr.where(mask, 1.0, 0.0)): they carry the dtype
+        for i in positions:
+            if i < len(args) and not isinstance(out[i], Tensor) and out[i] is not None:
+                out[i] = np.asarray(out[i], dtype)
+    return tuple(out)
+
+
+def _one_dtype(op, args, positions) -> bool:
+    """True when nothing needs casting: the tensors share one dtype and every Python number
+    is of no higher category (cr.where(mask, x, 0.0) on a float tensor)."""
+    dtype = None
+    numbers = []
+    for i in positions:
+        if i >= len(args):
+            continue
+        a = args[i]
+        if isinstance(a, Tensor):
+            d = a.data.dtype
+            if dtype is None:
+                dtype = d
+            elif d is not dtype:
+                return False
+        elif type(a) in _NUMBERS_KEPT:
+            numbers.append(type(a))
+        else:
+            return False
+    if dtype is None or op.to_float and dtype.kind in "biu":
+        return False
+    kept = op.numbers_kept
+    for number_type in numbers:
+        if dtype.kind not in kept[number_type]:
+            return False
+    return True
+
+
+_cast = Primitive("astype", lambda x, dtype, in_dtype: x.astype(dtype),
+                  [lambda g, ans, x, dtype, in_dtype: g.astype(in_dtype)], ["grad (cast back)"])
 
 
 def _version_of(value):
@@ -409,13 +646,27 @@ def _as_tensor_grad(g):
     return g if isinstance(g, Tensor) else Tensor._wrap(g)
 
 
-def _run_hooks(hooks, g, create_graph):
+def _run_hooks(hooks, g, create_graph, owner):
     for hook in list(hooks.values()):
         result = hook(_as_tensor_grad(g))
         if result is not None:
+            shape = np.shape(result.data if isinstance(result, Tensor) else result)
+            if shape != g.shape:
+                name = getattr(hook, "__qualname__", None) or repr(hook)
+                raise RuntimeError(
+                    f"hook '{name}' registered on {_describe_owner(owner)} returned a gradient "
+                    f"of shape {shape}, but the gradient it was given has shape {g.shape}; a "
+                    f"hook must return None or a gradient of the same shape")
             g = result if create_graph else (result.data if isinstance(result, Tensor)
                                              else np.asarray(result))
     return g
+
+
+def _describe_owner(owner):
+    if type(owner) is Node:
+        return f"the tensor made by {owner.name}"
+    name = f"'{owner.name}' " if getattr(owner, "name", None) else ""
+    return f"the leaf tensor {name}(shape {owner.shape}, {owner.dtype})"
 
 
 def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
@@ -426,10 +677,13 @@ def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
     to those tensors are returned instead (None where an input is not reached).
     """
     with set_grad_enabled(create_graph):
-        return _walk(roots, seeds, retain_graph, create_graph, inputs)
+        if anomaly.enabled and anomaly.errstate is not None:
+            with np.errstate(**anomaly.errstate):
+                return _walk(roots, seeds, retain_graph, create_graph, inputs, True)
+        return _walk(roots, seeds, retain_graph, create_graph, inputs, anomaly.enabled)
 
 
-def _walk(roots, seeds, retain_graph, create_graph, inputs):
+def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
     leaf_grads = {}
     pending = {}
     root_nodes = []
@@ -457,7 +711,7 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
         parents = node.parents
         if g is not None:
             if node.hooks:
-                g = _run_hooks(node.hooks, g, create_graph)
+                g = _run_hooks(node.hooks, g, create_graph, node)
             if capture and node in capture:
                 captured[capture[node]] = g
             inputs_, ans = _unpack(node, create_graph)
@@ -471,7 +725,7 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
                     grads = op.vjp(node, g, inputs_, ans)
             except Exception as exc:  # name the rule that failed, keep the original cause
                 raise type(exc)(f"{node.name}: the backward rule failed: {exc}") from exc
-            if anomaly.enabled:
+            if checking:
                 anomaly.on_backward(node, grads)
             shapes = node.shapes
             for i, p in enumerate(parents):
@@ -505,14 +759,14 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs):
         for leaf, g in leaf_grads.items():
             if leaf in capture:
                 if leaf._hooks:
-                    g = _run_hooks(leaf._hooks, g, create_graph)
+                    g = _run_hooks(leaf._hooks, g, create_graph, leaf)
                 captured[capture[leaf]] = _match_dtype(g, leaf)
         return [None if g is None else _as_tensor_grad(g) for g in captured]
 
     fresh = set()
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
-            g = _run_hooks(leaf._hooks, g, create_graph)
+            g = _run_hooks(leaf._hooks, g, create_graph, leaf)
         g = _match_dtype(g, leaf)
         if not create_graph and (g.base is not None or id(g) in fresh or not g.flags.writeable
                                  or any(g is s for s in seeds)):

@@ -13,22 +13,68 @@ _FLOATS = (np.float16, np.float32, np.float64)
 
 def as_array(data, dtype=None) -> np.ndarray:
     """``data`` as an ndarray: Python floats and lists of them become float32, arrays keep their
-    dtype, integers stay integers."""
+    dtype, integers stay integers. Only numbers make tensors: strings, objects and ragged
+    nested lists raise."""
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
-        return np.asarray(data, dtype=np.dtype(dtype))
-    if isinstance(data, np.ndarray):
-        return data
-    if isinstance(data, np.generic):
-        return np.asarray(data)
-    arr = np.asarray(data)
-    if arr.dtype == np.float64:  # came from Python floats: float32 is the library's default
-        arr = arr.astype(np.float32)
-    elif arr.dtype == object:
-        raise TypeError(f"tensor: cannot make a numeric tensor from {type(data).__name__} "
-                        f"{data!r:.80}")
+        arr = _asarray(data, np.dtype(dtype))
+    elif isinstance(data, np.ndarray):
+        arr = data
+    elif isinstance(data, np.generic):
+        arr = np.asarray(data)
+    else:
+        arr = _asarray(data, None)
+        if arr.dtype == np.float64:  # came from Python floats: float32 is the library's default
+            return arr.astype(np.float32)
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"cr.tensor: cannot make a tensor of dtype {arr.dtype} "
+                        f"({_KIND_NAMES.get(arr.dtype.kind, 'not a number')}) from "
+                        f"{type(data).__name__} {data!r:.80}; a tensor holds numbers (bool, "
+                        f"integer, floating or complex)")
     return arr
+
+
+_NUMERIC_KINDS = "biufc"
+_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "M": "dates", "m": "time spans",
+               "V": "raw records"}
+
+
+def _asarray(data, dtype):
+    try:
+        return np.asarray(data, dtype=dtype)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(f"cr.tensor: the nested lists have different lengths (ragged): "
+                         f"{_ragged_detail(data)}; every row must have the same length "
+                         f"(pad the short ones, or keep them as separate tensors)") from None
+
+
+def _ragged_detail(data) -> str:
+    """Where nested lists first disagree: "data[0] has 2 elements but data[1] has 1"."""
+    def length(v):
+        if isinstance(v, Tensor | np.ndarray):
+            return len(v) if np.ndim(v) else None
+        return len(v) if isinstance(v, list | tuple) else None
+
+    def where(index):
+        return "data" + "".join(f"[{i}]" for i in index)
+
+    def count(n):
+        return "a single number" if n is None else f"{n} element{'s' if n != 1 else ''}"
+
+    level = [((), data)]
+    while level:
+        lengths = [(index, length(v)) for index, v in level]
+        first_index, first = lengths[0]
+        for index, n in lengths[1:]:
+            if n != first:
+                return f"{where(first_index)} has {count(first)} but {where(index)} has {count(n)}"
+        if first is None:
+            break
+        level = [(index + (j,), v[j]) for index, v in level for j in range(length(v))]
+    return "their lengths differ"
 
 
 class Tensor:
@@ -256,11 +302,29 @@ class Tensor:
         return self
 
     def _inplace(self, op, other, name):
-        """``self op= other``: writes into self's array and keeps the graph right."""
+        """``self op= other``: writes into self's array and keeps the graph right.
+
+        As in PyTorch, the operation computes in the promoted dtype of ``self`` and ``other``
+        and the result is cast back to self's dtype, which never changes; a result of a higher
+        category (float into an integer tensor) raises.
+        """
+        promotes = getattr(op, "promotes", None) is not None
+        if promotes:
+            dtype = autograd.result_type(self, other)
+            if dtype is not None and op.to_float and dtype.kind in "biu":
+                dtype = autograd.DEFAULT_FLOAT
+            if dtype is not None and not autograd.can_cast(dtype, self.data.dtype):
+                raise TypeError(f"{name}: the result has dtype {dtype}, which cannot be written "
+                                f"in place into this {self.data.dtype} tensor (in-place "
+                                f"operations keep the tensor's dtype); use an out-of-place "
+                                f"operation, or convert first with .astype({dtype})")
         records = autograd.is_grad_enabled() and (
             self._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
         if not records:
-            out = op(self.data, other.data if isinstance(other, Tensor) else other)
+            args = (self.data, other.data if isinstance(other, Tensor) else other)
+            if promotes:
+                args = autograd._promote(op, args)
+            out = op(*args)
             np.copyto(self.data, out, casting="same_kind")
             self._version[0] += 1
             return self
@@ -271,6 +335,8 @@ class Tensor:
         before.grad_fn, before._requires_grad, before._version = (
             self.grad_fn, self._requires_grad, self._version)
         result = op(before, other)
+        if result.data.dtype != self.data.dtype:  # computed in a wider dtype: cast back, recorded
+            result = _ops.astype(result, self.data.dtype)
         saved = result.grad_fn.saved
         if saved is not None and any(s is before for s in saved):
             # The rule reads self's old value (x *= y with y requiring grad): keep a copy, since
@@ -466,6 +532,113 @@ class Tensor:
     def cos(self):
         return _ops.cos(self)
 
+    # --- elementwise functions of chainrule.elementwise, and the % operator ------------------
+    def __mod__(self, other):
+        return _apply(_ew.remainder, (self, other), _NO_PARAMS)
+
+    def __rmod__(self, other):
+        return _apply(_ew.remainder, (other, self), _NO_PARAMS)
+
+    def __imod__(self, other):
+        return self._inplace(_ew.remainder, other, "remainder_")
+
+    def round(self, decimals=0):
+        return _ew.round(self, decimals)
+
+    def tan(self):
+        return _ew.tan(self)
+
+    def sinh(self):
+        return _ew.sinh(self)
+
+    def cosh(self):
+        return _ew.cosh(self)
+
+    def arcsin(self):
+        return _ew.arcsin(self)
+
+    def arccos(self):
+        return _ew.arccos(self)
+
+    def arctan(self):
+        return _ew.arctan(self)
+
+    def arcsinh(self):
+        return _ew.arcsinh(self)
+
+    def arccosh(self):
+        return _ew.arccosh(self)
+
+    def arctanh(self):
+        return _ew.arctanh(self)
+
+    def log2(self):
+        return _ew.log2(self)
+
+    def log10(self):
+        return _ew.log10(self)
+
+    def log1p(self):
+        return _ew.log1p(self)
+
+    def expm1(self):
+        return _ew.expm1(self)
+
+    def exp2(self):
+        return _ew.exp2(self)
+
+    def square(self):
+        return _ew.square(self)
+
+    def reciprocal(self):
+        return _ew.reciprocal(self)
+
+    def cbrt(self):
+        return _ew.cbrt(self)
+
+    def sinc(self):
+        return _ew.sinc(self)
+
+    def deg2rad(self):
+        return _ew.deg2rad(self)
+
+    def rad2deg(self):
+        return _ew.rad2deg(self)
+
+    def floor(self):
+        return _ew.floor(self)
+
+    def ceil(self):
+        return _ew.ceil(self)
+
+    def arctan2(self, other):
+        return _ew.arctan2(self, other)
+
+    def hypot(self, other):
+        return _ew.hypot(self, other)
+
+    def fmax(self, other):
+        return _ew.fmax(self, other)
+
+    def fmin(self, other):
+        return _ew.fmin(self, other)
+
+    def logaddexp(self, other):
+        return _ew.logaddexp(self, other)
+
+    def logaddexp2(self, other):
+        return _ew.logaddexp2(self, other)
+
+    def remainder(self, other):
+        return _ew.remainder(self, other)
+
+    def fmod(self, other):
+        return _ew.fmod(self, other)
+
+    # PyTorch's spellings of the inverse functions
+    asin, acos, atan, asinh, acosh, atanh, atan2 = (
+        arcsin, arccos, arctan, arcsinh, arccosh, arctanh, arctan2)
+
     def tanh(self):
         return _apply(_ops.tanh, (self,), _NO_PARAMS)
 
@@ -536,4 +709,5 @@ def is_scalar(x) -> bool:
 _NO_PARAMS = {}  # shared by every operator call: rules never modify their params
 _apply = autograd.apply
 autograd.Tensor = Tensor
+from chainrule import elementwise as _ew  # noqa: E402  (so does elementwise)
 from chainrule import ops as _ops  # noqa: E402  (ops needs Tensor defined first)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,26 @@ def test_decorator_form():
         bad(cr.tensor([-1.0]))
     assert autograd.anomaly.enabled is False
     assert np.isfinite(bad(cr.tensor([1.0])).data).all()
+
+
+def test_no_numpy_warning_leaks_beside_the_anomaly_error():
+    x = cr.tensor([0.0, 1.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would replace the AnomalyError
+        with pytest.raises(AnomalyError, match="forward of 'log'"):
+            with cr.detect_anomaly():
+                cr.log(x)
+        with pytest.raises(AnomalyError, match="backward of 'sqrt'"):
+            with cr.detect_anomaly():
+                cr.sqrt(x).sum().backward()
+        with pytest.raises(AnomalyError, match="forward of 'divide'"):
+            with cr.detect_anomaly():
+                cr.tensor([1.0], requires_grad=True) / cr.tensor([0.0])
+
+
+def test_the_users_own_numpy_code_still_warns_inside_detect_anomaly():
+    with cr.detect_anomaly():
+        with pytest.warns(RuntimeWarning, match="divide by zero"):
+            np.log(np.zeros(1))
+    with pytest.warns(RuntimeWarning, match="divide by zero"):  # and the engine outside it
+        cr.log(cr.tensor([0.0]))

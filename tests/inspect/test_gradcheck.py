@@ -79,3 +79,13 @@ def test_constants_are_not_checked():
 def test_rejects_non_tensor_output():
     with pytest.raises(TypeError, match="gradcheck: f must return a Tensor"):
         cr.gradcheck(lambda x: 1.0, [1.0])
+
+
+@pytest.mark.parametrize("inputs", [
+    (cr.tensor([1.0, 2.0]),),  # the reported case: a float tensor without requires_grad
+    (cr.tensor([1.0, 2.0]), np.array([1, 2])),  # and an integer array, passed unchanged
+    (),
+])
+def test_a_check_that_checked_nothing_does_not_pass(inputs):
+    with pytest.raises(ValueError, match=r"gradcheck: nothing was checked.*requires_grad=True"):
+        cr.gradcheck(lambda *a: cr.tensor(1.0) if not a else (a[0] * a[0]).sum(), *inputs)

@@ -200,7 +200,7 @@ def test_tensor_edges_give_the_rule_when_no_local_factor_exists():
 
 def test_names_override_and_model_parameter_paths():
     model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 2))
-    x = cr.tensor(np.ones((1, 3)))
+    x = cr.tensor(np.ones((1, 3), np.float32))
     with record():
         loss = cr.nn.functional.cross_entropy(model(x), np.array([1]))
     tr = trace(loss)
@@ -287,7 +287,7 @@ def test_node_of_finds_the_box_of_a_tensor():
 
 
 def test_formulas_use_the_users_names_only():
-    x = cr.tensor(np.ones((2, 3)))
+    x = cr.tensor(np.ones((2, 3), np.float32))
     layer = cr.nn.Linear(3, 4)
     with record():
         h = layer(x)
@@ -303,7 +303,7 @@ def test_formulas_use_the_users_names_only():
 
 def test_collapsed_formulas_name_the_layer_boxes():
     model = cr.nn.Sequential(cr.nn.Linear(3, 4), cr.nn.ReLU(), cr.nn.Linear(4, 2))
-    x = cr.tensor(np.ones((1, 3)))
+    x = cr.tensor(np.ones((1, 3), np.float32))
     with record():
         loss = cr.nn.functional.cross_entropy(model(x), np.array([1]))
     tr = trace(loss, collapse=model)

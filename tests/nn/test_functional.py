@@ -285,3 +285,17 @@ def test_one_hot():
         F.one_hot(np.array([0, 3]), 3)
     with pytest.raises(TypeError, match="one_hot: labels must be integers"):
         F.one_hot(np.array([0.5]))
+
+
+def test_linear_refuses_mixed_float_dtypes():
+    w = cr.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    with pytest.raises(TypeError, match="linear: the input has dtype float64 but the weight has "
+                                        "dtype float32"):
+        F.linear(cr.tensor(np.ones((1, 3))), w)
+    with pytest.raises(TypeError, match="linear: the bias has dtype float64 but the weight "
+                                        "float32"):
+        F.linear(cr.tensor(np.ones((1, 3), np.float32)), w, cr.tensor(np.zeros(2)))
+    out = F.linear(cr.tensor([[1, 0, 2]]), w)  # an integer input takes the weight's dtype
+    assert out.dtype == np.float32
+    out.sum().backward()
+    assert w.grad.dtype == np.float32

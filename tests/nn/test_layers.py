@@ -75,6 +75,24 @@ CASES = [
     ("flatten", lambda: (nn.Sequential(nn.Flatten(), nn.Linear(12, 2)),
                          torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))),
      (3, 3, 4)),
+    ("conv-groups-dilation", lambda: (nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),
+                                      torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2,
+                                                      groups=2)), (2, 4, 6, 5)),
+    ("conv1d", lambda: (nn.Conv1d(3, 4, 3, stride=2, padding=1),
+                        torch.nn.Conv1d(3, 4, 3, stride=2, padding=1)), (2, 3, 9)),
+    ("avgpool", lambda: (nn.AvgPool2d(3, 2, 1), torch.nn.AvgPool2d(3, 2, 1)), (2, 3, 7, 6)),
+    ("adaptive-avgpool", lambda: (nn.AdaptiveAvgPool2d((3, 2)),
+                                  torch.nn.AdaptiveAvgPool2d((3, 2))), (2, 3, 7, 5)),
+    ("batchnorm2d", lambda: (nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)), (4, 3, 3, 5)),
+    ("cnn-batch-40", lambda: (
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                      nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+                      nn.AvgPool2d(2), nn.Flatten(), nn.Linear(24, 3)),
+        torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                            torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                            torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ReLU(),
+                            torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(24, 3))),
+     (40, 1, 8, 8)),
 ]
 
 
@@ -87,10 +105,11 @@ def test_layer_matches_torch(name, make, shape, dtype, atol):
 
 
 @pytest.mark.parametrize("momentum", [0.2, None])
-@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (4, 3, 2, 5)])
 def test_batchnorm_running_stats_and_eval_match_torch(momentum, shape):
-    ours = nn.BatchNorm1d(3, momentum=momentum)
-    theirs = torch.nn.BatchNorm1d(3, momentum=momentum)
+    ours = (nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d)(3, momentum=momentum)
+    theirs = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(
+        3, momentum=momentum)
     rng = np.random.default_rng(0)
     for _ in range(3):
         x = rng.standard_normal(shape).astype(np.float32) * 2 + 1
@@ -273,3 +292,21 @@ def test_second_derivative_through_conv_and_linear_matches_torch():
     inner = torch.autograd.grad(theirs(xt).sum(), xt, create_graph=True)[0]
     gt = torch.autograd.grad((inner ** 2).sum(), xt)[0]
     np.testing.assert_allclose(g.data, gt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_linear_refuses_an_input_of_another_float_dtype_like_torch():
+    layer = nn.Linear(3, 2)  # float32 weights
+    x64 = cr.tensor(np.ones((4, 3)))  # float64
+    with pytest.raises(RuntimeError):  # PyTorch refuses too
+        torch.nn.Linear(3, 2)(torch.ones(4, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"Linear\(in_features=3, out_features=2, bias=True\): "
+                                        r"the input has dtype float64 but the layer's weight has "
+                                        r"dtype float32"):
+        layer(x64)
+    assert layer(x64.astype(cr.float32)).dtype == np.float32
+    assert layer(cr.tensor([[1, 2, 3]])).dtype == np.float32  # integers convert exactly
+    layer.to(cr.float64)
+    assert layer(x64).dtype == np.float64
+    with pytest.raises(TypeError, match="input has dtype float32 but the layer's weight has "
+                                        "dtype float64"):
+        layer(cr.tensor(np.ones((1, 3), np.float32)))

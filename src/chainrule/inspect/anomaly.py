@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import traceback
 
 import numpy as np
@@ -92,28 +93,45 @@ def _check_backward(node, input_grads):
             f"The operation was created at:\n{_where(node.trace)}")
 
 
+# NumPy's own warnings about the same NaN or infinity ("divide by zero encountered in log") are
+# silenced in the operations that anomaly mode checks: its error names the operation and the
+# line, and a warning pointing into chainrule's engine beside it says nothing more.
+_QUIET = {"divide": "ignore", "over": "ignore", "invalid": "ignore"}
+
+
 class detect_anomaly:
     """Context manager (and decorator) that raises `AnomalyError` at the first NaN/Inf.
 
     ``detect_anomaly(False)`` turns the checks off inside its block. Leaving the block restores
-    whatever was in force before, so blocks nest.
+    whatever was in force before, so blocks nest. The mode belongs to the thread that enters the
+    block (as in PyTorch): other threads run unchecked. Inside the block NumPy's floating-point
+    warnings from chainrule's operations are silenced, since the error reports the problem;
+    the user's own NumPy code still warns.
     """
 
     def __init__(self, enabled: bool = True):
         self.enabled = bool(enabled)
-        self._previous = []
+        self._previous = {}  # thread id -> the states to restore, innermost last
 
     def __enter__(self):
         a = autograd.anomaly
-        self._previous.append((a.enabled, a.on_forward, a.on_backward))
+        self._previous.setdefault(threading.get_ident(), []).append(
+            (a.enabled, a.on_forward, a.on_backward, a.errstate))
         if self.enabled:
             a.on_forward, a.on_backward = _check_forward, _check_backward
+            a.errstate = _QUIET
+        else:
+            a.errstate = None
         a.enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
         a = autograd.anomaly
-        a.enabled, a.on_forward, a.on_backward = self._previous.pop()
+        ident = threading.get_ident()
+        stack = self._previous[ident]
+        a.enabled, a.on_forward, a.on_backward, a.errstate = stack.pop()
+        if not stack:
+            del self._previous[ident]
         return False
 
     def __call__(self, fn):

@@ -7,7 +7,8 @@ worst, with both values side by side.
 
 Which inputs are checked: every floating-point input (Python numbers, lists, arrays, Tensors)
 except Tensors with ``requires_grad=False``, which are passed to ``f`` as float64 constants.
-Integer inputs are passed unchanged.
+Integer inputs are passed unchanged. A call in which no input is checked raises ValueError (a
+check that compared nothing must not pass).
 
 What is compared: the full Jacobian when ``f``'s output has at most ``max_outputs`` elements (one
 backward pass per output element); above that, ``n_vectors`` vector-Jacobian products ``v^T J``
@@ -131,6 +132,14 @@ def _prepare(inputs):
     return values, checked
 
 
+def _describe_input(a) -> str:
+    if isinstance(a, Tensor):
+        return f"Tensor {a.shape} {a.dtype}, requires_grad={a.requires_grad}"
+    if isinstance(a, np.ndarray):
+        return f"array {a.shape} {a.dtype}"
+    return type(a).__name__
+
+
 def _call(f, values, checked, requires_grad):
     args = [Tensor(np.array(v), requires_grad=requires_grad) if i in checked
             else (Tensor(v) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v)
@@ -211,6 +220,14 @@ def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_on_failure=False
     if eps <= 0:
         raise ValueError(f"gradcheck: eps must be positive, got {eps}")
     values, checked = _prepare(inputs)
+    if not checked:
+        described = ", ".join(_describe_input(a) for a in inputs) or "none"
+        raise ValueError(
+            f"gradcheck: nothing was checked: none of the inputs is one whose gradient "
+            f"gradcheck compares (inputs: {described}). Tensors with "
+            f"requires_grad=False are passed as constants and integer arrays unchanged; make "
+            f"the input to check a Tensor with requires_grad=True, or pass it as a float array, "
+            f"list or number")
     names = _parameter_names(f, len(inputs))
     for i in checked:
         if isinstance(inputs[i], Tensor) and inputs[i].name:

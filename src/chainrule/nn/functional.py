@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from chainrule import ops
+from chainrule.autograd import is_grad_enabled
 from chainrule.ops import (  # noqa: F401  (activations are plain rows of the table)
     relu,
     sigmoid,
@@ -24,7 +25,26 @@ def linear(x, weight, bias=None):
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but the "
                          f"weight expects {weight.shape[-1]} (shape {weight.shape})")
+    x = _linear_input(x, weight, bias, "linear")
     return ops.linear(x, weight, bias)
+
+
+def _linear_input(x, weight, bias, where):
+    """``x`` in the weight's dtype. An integer or bool input is converted (as a number it is
+    exact); a floating input of another dtype raises, as in PyTorch, rather than computing the
+    layer in a mixed or silently widened dtype."""
+    w_dtype = np.dtype(weight.dtype)
+    if bias is not None and np.dtype(bias.dtype) != w_dtype:
+        raise TypeError(f"{where}: the bias has dtype {bias.dtype} but the weight {w_dtype}; "
+                        f"they must match")
+    x_dtype = np.dtype(x.dtype)
+    if x_dtype == w_dtype:
+        return x
+    if x_dtype.kind in "biu":
+        return ops.astype(x, w_dtype)
+    raise TypeError(f"{where}: the input has dtype {x_dtype} but the weight has dtype "
+                    f"{w_dtype}; convert the input (x.astype(cr.{w_dtype})) or the parameters "
+                    f"(.to(cr.{x_dtype}) on the module) so that they match")
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -217,73 +237,290 @@ def _target(where, input, target, what="target", broadcast=False):
     return array.astype(dtype) if dtype is not None and array.dtype != dtype else array
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation) by im2col + one matrix product."""
-    if x.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C, kh, kw), got "
-                         f"{x.shape} and {weight.shape}")
-    if x.shape[1] != weight.shape[1]:
+def _conv_padding(where, padding, kernel, stride, dilation):
+    """(top, bottom, left, right) from an int, an (h, w) pair, 'valid' or 'same' (PyTorch's
+    'same': stride 1 only, and the odd element of an even kernel's padding goes after)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"{where}: padding must be an int, a pair, 'valid' or 'same', got "
+                             f"{padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"{where}: padding='same' is not supported for strided "
+                             f"convolutions (stride {stride})")
+        out = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            out += [total // 2, total - total // 2]
+        return tuple(out)
+    ph, pw = _pair(padding)
+    if min(ph, pw) < 0:
+        raise ValueError(f"{where}: padding must be non-negative, got {(ph, pw)}")
+    return (ph, ph, pw, pw)
+
+
+_heap_primed = False
+
+
+def _prime_heap():
+    """Let the C allocator keep freed blocks of up to ~31 MiB for reuse (done once).
+
+    A convolution step allocates tens of MB of columns, activations and gradients and frees
+    them again. glibc hands blocks above its mmap threshold (128 KiB at start) back to the
+    system on free() and trims the top of its heap above twice that, so every step paid ~3000
+    page faults (8 ms of a 24 ms step in benchmarks/bench_cnn.py). glibc raises both thresholds
+    by itself once a block above the threshold is freed (after which up to ~62 MiB of freed
+    memory may stay with the process); freeing one untouched 31 MiB block here makes that
+    happen at once. malloc and free are called directly, so no page is touched and tracemalloc
+    sees nothing. A threshold set explicitly (mallopt, MALLOC_MMAP_THRESHOLD_) turns glibc's
+    adaptation off and is left alone; other C libraries just allocate and free.
+    """
+    global _heap_primed
+    if _heap_primed:
+        return
+    _heap_primed = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
+        libc.free(libc.malloc(31 << 20))
+    except (OSError, AttributeError, TypeError):  # no C library to reach: nothing to tune
+        pass
+
+
+def _unbatched(where, x, dims):
+    """Input of ``dims`` spatial axes with its batch axis: (x with one, whether it was added)."""
+    if x.ndim == dims + 1:
+        return ops.expand_dims(x, 0), True
+    if x.ndim != dims + 2:
+        names = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+        raise ValueError(f"{where}: expected input {names} or {names.replace('N, ', '')}, got "
+                         f"shape {x.shape}")
+    return x, False
+
+
+def _batch_last(n, ow):
+    """Whether a convolution lays its output out batch innermost, (O, oh, ow, N) in memory: once
+    the batch outgrows a row of the output, so that the strided passes of pooling (and of the
+    next im2col) run over n contiguous elements rather than ow."""
+    return n >= min(ow, 32)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation), PyTorch's ``F.conv2d``: input (N, C, H, W) or
+    (C, H, W), weight (O, C / groups, kh, kw), bias (O,); ``stride``, ``padding`` and
+    ``dilation`` an int or an (h, w) pair, ``padding`` also 'valid' or 'same'.
+
+    One matrix product per convolution: the weight as (O, C kh kw) times the (C kh kw, N L)
+    columns of the input (`ops.im2col`), one per group with ``groups``. The output is a
+    channels-first view: (N, O, oh, ow) over (O, oh, ow, N) memory, or (O, N, oh, ow) memory
+    for a batch smaller than the output's width.
+    """
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: expected weight (O, C, kh, kw), got {weight.shape}")
+    _prime_heap()
+    x, added = _unbatched("conv2d", x, 2)
+    groups = int(groups)
+    out_ch, group_ch, kh, kw = weight.shape
+    if groups <= 0 or out_ch % groups:
+        raise ValueError(f"conv2d: groups must be positive and divide the {out_ch} output "
+                         f"channels, got groups={groups}")
+    if x.shape[1] != group_ch * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels (shape {x.shape}) but the "
-                         f"weight expects {weight.shape[1]} (shape {weight.shape})")
-    sh, sw = _pair(stride)
+                         f"weight expects {group_ch * groups} (shape {weight.shape}"
+                         f"{f', groups={groups}' if groups > 1 else ''})")
+    stride, dilation = _pair(stride), _pair(dilation)
+    if min(stride) <= 0 or min(dilation) <= 0:
+        raise ValueError(f"conv2d: stride and dilation must be positive, got stride {stride} "
+                         f"and dilation {dilation}")
+    pads = _conv_padding("conv2d", padding, (kh, kw), stride, dilation)
+    if bias is not None and tuple(bias.shape) != (out_ch,):
+        raise ValueError(f"conv2d: bias of shape {bias.shape} for {out_ch} output channels")
+    n, _, h, w = x.shape
+    oh, ow, row = ops._conv_plan(x.shape, (kh, kw), stride, dilation, pads)
+    if oh <= 0 or ow <= 0:
+        spread = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+        dilated = f" (dilated: {spread[0]}x{spread[1]})" if dilation != (1, 1) else ""
+        raise ValueError(f"conv2d: kernel {kh}x{kw}{dilated} is larger than the (padded) input "
+                         f"{h + pads[0] + pads[1]}x{w + pads[2] + pads[3]}")
+    batch_last = _batch_last(n, ow)
+    cols = ops.im2col(x, kernel=(kh, kw), stride=stride, dilation=dilation, padding=pads,
+                      shape=tuple(x.shape), batch_last=batch_last)
+    out = ops.conv_matmul(ops.reshape(weight, (out_ch, group_ch * kh * kw)), cols, bias,
+                          groups=groups)
+    if batch_last:
+        out = ops.reshape(out, (out_ch, oh, row, n))
+        if row != ow:  # the flat layout's extra columns
+            out = out[:, :, :ow]
+        out = ops.transpose(out, (3, 0, 1, 2))
+    else:
+        out = ops.reshape(out, (out_ch, n, oh, row))
+        if row != ow:
+            out = out[:, :, :, :ow]
+        out = ops.transpose(out, (1, 0, 2, 3))
+    return out[0] if added else out
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution, PyTorch's ``F.conv1d``: input (N, C, L) or (C, L), weight
+    (O, C / groups, k); the 2-D convolution of height 1."""
+    if weight.ndim != 3:
+        raise ValueError(f"conv1d: expected weight (O, C, k), got {weight.shape}")
+    x, added = _unbatched("conv1d", x, 1)
+    if isinstance(padding, str):
+        pad = padding
+    else:
+        pad = (0, _single("conv1d", "padding", padding))
+    out = conv2d(ops.expand_dims(x, 2), ops.expand_dims(weight, 2), bias,
+                 (1, _single("conv1d", "stride", stride)), pad,
+                 (1, _single("conv1d", "dilation", dilation)), groups)
+    out = ops.squeeze(out, 2)
+    return out[0] if added else out
+
+
+def _single(where, name, v):
+    if np.ndim(v) == 0:
+        return int(v)
+    if len(v) != 1:
+        raise ValueError(f"{where}: {name} must be an int or a 1-tuple, got {v!r}")
+    return int(v[0])
+
+
+def _pool_geometry(where, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """kernel, stride, dilation and (top, bottom, left, right) padding of a pooling, with
+    ``ceil_mode``'s extra rows and columns as padding after; checked as PyTorch does."""
+    kernel = _pair(kernel_size)
+    stride = _pair(stride if stride is not None and np.size(stride) else kernel_size)
     ph, pw = _pair(padding)
-    out_ch, _, kh, kw = weight.shape
-    if min(sh, sw) <= 0 or min(ph, pw) < 0:
-        raise ValueError(f"conv2d: stride must be positive and padding non-negative, got stride "
-                         f"{(sh, sw)} and padding {(ph, pw)}")
-    if ph or pw:
-        x = _pad(x, ph, pw, 0)
-    if x.shape[2] < kh or x.shape[3] < kw:
-        raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the (padded) input "
-                         f"{x.shape[2]}x{x.shape[3]}")
-    n, c, h, w = x.shape
-    cols = ops.windows(x, kh=kh, kw=kw, sh=sh, sw=sw, shape=x.shape)  # (N, C, oh, ow, kh, kw)
-    oh, ow = cols.shape[2], cols.shape[3]
-    # (N, C kh kw, oh ow): one product per sample then writes the output in (N, O, ...) order
-    # already, so the layers after it read contiguous memory (a transposed result slowed
-    # pooling by 4x).
-    cols = ops.reshape(ops.transpose(cols, (0, 1, 4, 5, 2, 3)), (n, c * kh * kw, oh * ow))
-    out = ops.matmul(ops.reshape(weight, (out_ch, c * kh * kw)), cols)
-    if bias is not None:
-        out = out + ops.reshape(bias, (out_ch, 1))
-    return ops.reshape(out, (n, out_ch, oh, ow))
+    dilation = _pair(dilation)
+    if min(kernel + stride + dilation) <= 0 or min(ph, pw) < 0:
+        raise ValueError(f"{where}: kernel size, stride and dilation must be positive and "
+                         f"padding non-negative, got kernel {kernel}, stride {stride}, dilation "
+                         f"{dilation}, padding {(ph, pw)}")
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if 2 * ph > spans[0] or 2 * pw > spans[1]:
+        raise ValueError(f"{where}: padding {(ph, pw)} must be at most half the kernel "
+                         f"size {spans}")
+    pads = []
+    for size, k, s, d, p in zip(x.shape[-2:], kernel, stride, dilation, (ph, pw)):
+        span = d * (k - 1) + 1
+        if size + 2 * p < span:
+            raise ValueError(f"{where}: kernel {kernel[0]}x{kernel[1]} is larger than the "
+                             f"(padded) input {x.shape[-2] + 2 * ph}x{x.shape[-1] + 2 * pw}")
+        extra = 0
+        if ceil_mode:
+            out = -(-(size + 2 * p - span) // s) + 1
+            if (out - 1) * s >= size + p:  # the last window would start in the padding
+                out -= 1
+            extra = (out - 1) * s + span - (size + 2 * p)
+        pads += [p, p + max(extra, 0)]
+    return kernel, stride, dilation, tuple(pads)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Maximum over (kh, kw) windows of each channel of (N, C, H, W) input (stride defaults to
-    the kernel size). A tie sends its gradient to the first maximum, as PyTorch does."""
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride if stride is not None else kernel_size)
-    ph, pw = _pair(padding)
-    if x.ndim != 4:
-        raise ValueError(f"max_pool2d: expected input (N, C, H, W), got {x.shape}")
-    if min(kh, kw, sh, sw) <= 0 or min(ph, pw) < 0:
-        raise ValueError(f"max_pool2d: kernel size and stride must be positive and padding "
-                         f"non-negative, got kernel {(kh, kw)}, stride {(sh, sw)}, padding "
-                         f"{(ph, pw)}")
-    if 2 * ph > kh or 2 * pw > kw:
-        raise ValueError(f"max_pool2d: padding {(ph, pw)} must be at most half the kernel "
-                         f"size {(kh, kw)}")
-    if ph or pw:
-        x = _pad(x, ph, pw, -np.inf)
-    if x.shape[2] < kh or x.shape[3] < kw:
-        raise ValueError(f"max_pool2d: kernel {kh}x{kw} is larger than the (padded) input "
-                         f"{x.shape[2]}x{x.shape[3]}")
-    return ops.max_pool2d(x, kh=kh, kw=kw, sh=sh, sw=sw)
+def _recording(x):
+    return isinstance(x, Tensor) and x.requires_grad and is_grad_enabled()
 
 
-def _pad(x, ph, pw, value):
-    """``x`` with ``ph`` rows and ``pw`` columns of ``value`` added on both sides."""
-    if ph == pw:
-        return ops.pad2d(x, pad=ph, value=value)
-    n, c, h, w = x.shape
-    if ph:
-        rows = np.full((n, c, ph, w), value, dtype=x.dtype)
-        x = ops.concatenate([rows, x, rows], axis=2)
-    if pw:
-        cols = np.full((n, c, h + 2 * ph, pw), value, dtype=x.dtype)
-        x = ops.concatenate([cols, x, cols], axis=3)
-    return x
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over (kh, kw) windows of each channel of (N, C, H, W) or (C, H, W) input
+    (PyTorch's ``F.max_pool2d``; stride defaults to the kernel size; padding counts as -inf).
+    A tie sends its gradient to the first maximum, as PyTorch does.
+
+    When a gradient is due, the forward pass keeps each window's argmax (a uint8 offset into the
+    window; `cr.inspect.memory` counts it) and the backward pass routes through it.
+    ``return_indices``: also PyTorch's int64 flat indices into each (H, W) plane.
+    """
+    x, added = _unbatched("max_pool2d", x, 2)
+    kernel, stride, dilation, pads = _pool_geometry("max_pool2d", x, kernel_size, stride,
+                                                    padding, dilation, ceil_mode)
+    geometry = dict(kernel=kernel, stride=stride, dilation=dilation, padding=pads)
+    idx = (ops.pool_index_buffer(x, **geometry) if return_indices or _recording(x) else None)
+    out = ops.max_pool2d(x, idx, **geometry, shape=tuple(x.shape))
+    if added:
+        out = out[0]
+    if not return_indices:
+        return out
+    indices = _flat_indices(idx, x.shape, **geometry)
+    return out, Tensor(indices[0] if added else indices)
+
+
+def _flat_indices(idx, shape, kernel, stride, dilation, padding):
+    """Window offsets -> PyTorch's indices into the flattened (H, W) plane of the input."""
+    oh, ow = idx.shape[-2:]
+    i, j = np.divmod(idx.astype(np.int64), kernel[1])
+    rows = np.arange(oh)[:, None] * stride[0] - padding[0] + i * dilation[0]
+    cols = np.arange(ow) * stride[1] - padding[2] + j * dilation[1]
+    return rows * shape[-1] + cols
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over (kh, kw) windows of each channel of (N, C, H, W) or (C, H, W) input
+    (PyTorch's ``F.avg_pool2d``): zero padding, counted in the divisor when
+    ``count_include_pad``; ``divisor_override`` replaces the divisor."""
+    x, added = _unbatched("avg_pool2d", x, 2)
+    kernel, stride, dilation, pads = _pool_geometry("avg_pool2d", x, kernel_size, stride,
+                                                    padding, 1, ceil_mode)
+    sums = ops.window_sum(x, kernel=kernel, stride=stride, dilation=dilation, padding=pads,
+                          shape=tuple(x.shape))
+    if divisor_override is not None:
+        if int(divisor_override) <= 0:
+            raise ValueError(f"avg_pool2d: divisor_override must be positive, got "
+                             f"{divisor_override}")
+        out = sums * (1.0 / int(divisor_override))
+    else:
+        counts = _window_counts(x.shape, kernel, stride, pads, count_include_pad)
+        if np.all(counts == counts.flat[0]):
+            out = sums * (1.0 / float(counts.flat[0]))
+        else:
+            dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+            out = sums / counts.astype(dtype)
+    return out[0] if added else out
+
+
+def _window_counts(shape, kernel, stride, pads, count_include_pad):
+    """PyTorch's divisor per window: its extent within the input and its explicit padding
+    (within the input alone without ``count_include_pad``), as an (oh, ow) array."""
+    sizes = []
+    for size, k, s, (before, after) in zip(shape[-2:], kernel, stride, (pads[:2], pads[2:])):
+        start = np.arange((size + before + after - k) // s + 1) * s - before
+        end = np.minimum(start + k, size + before)  # ceil_mode's extra rows do not count
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, size)
+        sizes.append(np.maximum(end - start, 1))
+    return sizes[0][:, None] * sizes[1]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Mean over PyTorch's adaptive bins (``F.adaptive_avg_pool2d``): output row i averages input
+    rows floor(i H / oh) to ceil((i + 1) H / oh); None in ``output_size`` keeps that size."""
+    x, added = _unbatched("adaptive_avg_pool2d", x, 2)
+    h, w = x.shape[-2:]
+    sizes = (output_size, output_size) if np.ndim(output_size) == 0 else tuple(output_size)
+    if len(sizes) != 2:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got "
+                         f"{output_size!r}")
+    oh, ow = (size if o is None else int(o) for o, size in zip(sizes, (h, w)))
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"adaptive_avg_pool2d: output size must be positive, got {(oh, ow)}")
+    if h % oh == 0 and w % ow == 0:  # equal bins: an ordinary average pooling
+        out = avg_pool2d(x, (h // oh, w // ow))
+    else:
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        out = ops.matmul(ops.matmul(_bins(oh, h, dtype), x), _bins(ow, w, dtype).T)
+    return out[0] if added else out
+
+
+def _bins(n_out, n_in, dtype):
+    """(n_out, n_in) matrix averaging each adaptive bin."""
+    i = np.arange(n_out)
+    start, end = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+    inside = (np.arange(n_in) >= start[:, None]) & (np.arange(n_in) < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
 
 
 def _pair(v):
@@ -292,16 +529,17 @@ def _pair(v):
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    """Normalise each channel of (N, C) or (N, C, L) input (PyTorch's ``F.batch_norm``).
+    """Normalise each channel of (N, C, ...) input: (N, C), (N, C, L), (N, C, H, W), ...
+    (PyTorch's ``F.batch_norm``).
 
     ``training``: normalise with the batch mean and biased variance, and (when running tensors
     are given) move them towards the batch statistics, the variance unbiased. Otherwise
     normalise with ``running_mean`` and ``running_var``.
     """
-    if x.ndim not in (2, 3):
-        raise ValueError(f"batch_norm: expected input (N, C) or (N, C, L), got {x.shape}")
-    axes = (0,) if x.ndim == 2 else (0, 2)
-    shape = (1, x.shape[1]) + ((1,) if x.ndim == 3 else ())
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, ...), got {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     if training:
         count = x.size // x.shape[1]
         if count < 2:

@@ -46,6 +46,12 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and dtype != self.weight.dtype and np.dtype(dtype).kind in "fc":
+            raise TypeError(f"{self!r}: the input has dtype {dtype} but the layer's weight has "
+                            f"dtype {self.weight.dtype}; convert the input "
+                            f"(x.astype(cr.{self.weight.dtype})) or the layer "
+                            f"(layer.to(cr.{dtype}))")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
@@ -217,18 +223,23 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
-class BatchNorm1d(Module):
-    """Batch normalisation over (N, C) or (N, C, L), with running statistics for eval.
+class _BatchNorm(Module):
+    """Batch normalisation over the channels of (N, C, ...) input, with running statistics for
+    eval (`BatchNorm1d`, `BatchNorm2d`).
 
     In training the batch mean and biased variance normalise; the running variance is updated
     with the unbiased one (as PyTorch). ``momentum=None`` keeps a cumulative average instead.
     """
 
+    _ndims = ()  # the input ranks accepted
+    _shapes = ""  # how the error message names them
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=_DEFAULT_DTYPE):
         super().__init__()
         if num_features <= 0:
-            raise ValueError(f"BatchNorm1d: num_features must be positive, got {num_features}")
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got "
+                             f"{num_features}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.register_parameter("weight", Parameter(np.ones(num_features, dtype)) if affine
@@ -243,9 +254,9 @@ class BatchNorm1d(Module):
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def forward(self, x):
-        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d: expected input (N, {self.num_features}) or "
-                             f"(N, {self.num_features}, L), got shape {x.shape}")
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected input "
+                             f"{self._shapes.format(C=self.num_features)}, got shape {x.shape}")
         from chainrule.checkpoint import is_recomputing
 
         use_batch_stats = self.training or self.running_mean is None
@@ -264,6 +275,20 @@ class BatchNorm1d(Module):
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation over (N, C) or (N, C, L): per channel C (see `_BatchNorm`)."""
+
+    _ndims = (2, 3)
+    _shapes = "(N, {C}) or (N, {C}, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over (N, C, H, W): per channel C, over N, H and W (see `_BatchNorm`)."""
+
+    _ndims = (4,)
+    _shapes = "(N, {C}, H, W)"
 
 
 class LayerNorm(Module):
@@ -289,58 +314,144 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
-class Conv2d(Module):
-    """2-D convolution (N, C, H, W) -> (N, O, H', W') via im2col + one matrix product.
+class _ConvNd(Module):
+    """The parameters and checks shared by `Conv1d` and `Conv2d` (PyTorch's arguments).
 
-    ``kernel_size``, ``stride`` and ``padding`` are an int or an (h, w) pair. Weights start as
-    PyTorch's: Kaiming uniform with a = sqrt(5), bias uniform in +-1/sqrt(C kh kw).
+    Weights start as PyTorch's: Kaiming uniform with a = sqrt(5), bias uniform in
+    +-1/sqrt(fan_in), fan_in = C / groups * kernel elements.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=_DEFAULT_DTYPE):
+    _dims = 2
+    _function = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", dtype=_DEFAULT_DTYPE):
         super().__init__()
-        kh, kw = F._pair(kernel_size)
-        if min(in_channels, out_channels, kh, kw) <= 0:
-            raise ValueError(f"Conv2d: channels and kernel size must be positive, got "
+        name = type(self).__name__
+        kernel = _tuple(kernel_size, self._dims)
+        if min((in_channels, out_channels) + kernel) <= 0:
+            raise ValueError(f"{name}: channels and kernel size must be positive, got "
                              f"in_channels={in_channels}, out_channels={out_channels}, "
                              f"kernel_size={kernel_size}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (kh, kw), F._pair(stride), F._pair(padding)
-        self.weight = _empty(out_channels, in_channels, kh, kw, dtype=dtype)
+        if groups <= 0 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got "
+                             f"{padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = kernel, _tuple(stride, self._dims)
+        self.padding = padding if isinstance(padding, str) else _tuple(padding, self._dims)
+        self.dilation, self.padding_mode = _tuple(dilation, self._dims), padding_mode
+        self.weight = _empty(out_channels, in_channels // groups, *kernel, dtype=dtype)
         self.register_parameter("bias", _empty(out_channels, dtype=dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+            bound = 1 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None and dtype != self.weight.dtype:
+            if np.dtype(dtype).kind in "fc":  # PyTorch refuses too
+                raise TypeError(f"{self!r}: the input has dtype {dtype} but the layer's weight "
+                                f"has dtype {self.weight.dtype}; convert the input "
+                                f"(x.astype(cr.{self.weight.dtype})) or the layer "
+                                f"(layer.to(cr.{dtype}))")
+            x = ops.astype(x, self.weight.dtype)  # integers and booleans convert exactly
+        return type(self)._function(x, self.weight, self.bias, self.stride, self.padding,
+                                    self.dilation, self.groups)
 
     def extra_repr(self):
+        ones = (1,) * self._dims
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
-        if self.padding != (0, 0):
+        if self.padding != (0,) * self._dims:
             text += f", padding={self.padding}"
+        if self.dilation != ones:
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         return text if self.bias is not None else text + ", bias=False"
 
 
-class MaxPool2d(Module):
-    """Maximum over windows of (N, C, H, W) input; ``stride`` defaults to ``kernel_size``."""
+def _tuple(v, n):
+    return (int(v),) * n if np.ndim(v) == 0 else tuple(int(i) for i in v)
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+
+class Conv2d(_ConvNd):
+    """2-D convolution (N, C, H, W) -> (N, O, H', W'): one matrix product per convolution
+    (`functional.conv2d`). ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are an int
+    or an (h, w) pair; ``padding`` may also be 'valid' or 'same'."""
+
+    _dims = 2
+    _function = staticmethod(F.conv2d)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution (N, C, L) -> (N, O, L') (`functional.conv1d`)."""
+
+    _dims = 1
+    _function = staticmethod(F.conv1d)
+
+
+class MaxPool2d(Module):
+    """Maximum over windows of (N, C, H, W) input; ``stride`` defaults to ``kernel_size``
+    (PyTorch's arguments, `functional.max_pool2d`)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
-        self.padding = padding
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """Mean over windows of (N, C, H, W) input (PyTorch's arguments, `functional.avg_pool2d`)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over PyTorch's adaptive bins, to a fixed ``output_size`` whatever the input's
+    (`functional.adaptive_avg_pool2d`)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
 
 
 class Embedding(Module):

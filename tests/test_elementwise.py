@@ -1,0 +1,432 @@
+"""chainrule.elementwise, row by row, against PyTorch and float64 finite differences.
+
+Each case maps inputs to one output, weighted by a random w. Checked: values and first-order
+gradients against PyTorch (float64), gradients against central differences, float32 in gives
+float32 out with float32 gradients back to the leaves, and second order (create_graph=True): a
+Hessian-vector product, differentiated with respect to the inputs and to w, against PyTorch and
+against finite differences of the gradient. The meta-test at the bottom fails when a
+differentiable row of chainrule.elementwise is reached by no case.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+import chainrule as cr
+import chainrule.elementwise as ew
+from chainrule.autograd import Node, Primitive
+from gradtools import assert_close, central_difference, to_torch
+
+
+@dataclass
+class Case:
+    id: str
+    make: object  # rng -> list of float64 arrays
+    ours: object  # chainrule tensors -> tensor
+    theirs: object  # torch tensors -> tensor
+    wrt: tuple = None
+    fd: bool = True
+    second: bool = True
+    f32_tol: float = 2e-3
+
+    def inputs(self):
+        return [np.asarray(a, np.float64) for a in self.make(np.random.default_rng(5))]
+
+    def diff(self, n):
+        return tuple(range(n)) if self.wrt is None else self.wrt
+
+
+def N(*shape, scale=1.0):  # noqa: N802
+    return lambda r: [scale * r.standard_normal(shape)]
+
+
+def U(lo, hi, *shape):  # noqa: N802
+    return lambda r: [r.uniform(lo, hi, shape)]
+
+
+def AWAY(*shape):  # noqa: N802 - |x| in [0.5, 2], both signs
+    return lambda r: [r.choice([-1.0, 1.0], shape) * r.uniform(0.5, 2.0, shape)]
+
+
+def NN(s1, s2, scale=1.0):  # noqa: N802
+    return lambda r: [scale * r.standard_normal(s1), scale * r.standard_normal(s2)]
+
+
+def DIV(s1, s2):  # noqa: N802 - x anything, y away from 0 with both signs
+    return lambda r: [3 * r.standard_normal(s1),
+                      r.choice([-1.0, 1.0], s2) * r.uniform(0.7, 2.0, s2)]
+
+
+def C(*values):  # noqa: N802
+    return lambda r: [np.array(v, dtype=np.float64) for v in values]
+
+
+def _unary(name, theirs, make, **kw):
+    return Case(name, make, getattr(cr, name) if hasattr(cr, name) else getattr(ew, name),
+                theirs, **kw)
+
+
+def _binary(name, theirs, make, **kw):
+    return Case(name, make, getattr(ew, name), theirs, **kw)
+
+
+NAN = math.nan
+CASES = [
+    # --- trigonometric and hyperbolic ---------------------------------------------------------
+    _unary("tan", torch.tan, U(-1.2, 1.2, 3, 4)),
+    _unary("sinh", torch.sinh, N(3, 4)),
+    _unary("cosh", torch.cosh, N(3, 4)),
+    _unary("arcsin", torch.asin, U(-0.9, 0.9, 3, 4)),
+    _unary("arccos", torch.acos, U(-0.9, 0.9, 3, 4)),
+    _unary("arctan", torch.atan, N(3, 4, scale=2)),
+    _unary("arcsinh", torch.asinh, N(3, 4, scale=2)),
+    _unary("arccosh", torch.acosh, U(1.2, 3.0, 3, 4)),
+    _unary("arctanh", torch.atanh, U(-0.9, 0.9, 3, 4)),
+    _binary("arctan2", torch.atan2, NN((3, 4), (3, 4))),
+    Case("arctan2-broadcast", NN((3, 1), (4,)), ew.arctan2, torch.atan2),
+    _binary("hypot", torch.hypot, NN((3, 4), (3, 4))),
+    Case("hypot-broadcast", NN((2, 1, 3), (4, 1)), ew.hypot, torch.hypot),
+    _unary("sinc", torch.sinc, N(3, 4)),
+    Case("sinc-at-zero", C([0.0, 0.5, -1.5]), ew.sinc, torch.sinc, fd=False, second=False),
+    _unary("deg2rad", torch.deg2rad, N(3, 4, scale=90)),
+    _unary("rad2deg", torch.rad2deg, N(3, 4)),
+    # --- exponentials and logarithms ----------------------------------------------------------
+    _unary("log2", torch.log2, U(0.3, 4.0, 3, 4)),
+    _unary("log10", torch.log10, U(0.3, 4.0, 3, 4)),
+    _unary("log1p", torch.log1p, U(-0.6, 3.0, 3, 4)),
+    _unary("expm1", torch.expm1, N(3, 4)),
+    _unary("exp2", torch.exp2, N(3, 4)),
+    _binary("logaddexp", torch.logaddexp, NN((3, 4), (3, 4), scale=2)),
+    Case("logaddexp-broadcast", NN((3, 1), (1, 4), scale=2), ew.logaddexp, torch.logaddexp),
+    _binary("logaddexp2", torch.logaddexp2, NN((3, 4), (3, 4), scale=2)),
+    Case("logaddexp2-broadcast", NN((4,), (3, 1), scale=2), ew.logaddexp2, torch.logaddexp2),
+    # --- powers --------------------------------------------------------------------------------
+    _unary("square", torch.square, N(3, 4)),
+    _unary("reciprocal", torch.reciprocal, AWAY(3, 4)),
+    Case("cbrt", AWAY(3, 4), ew.cbrt, lambda x: torch.sign(x) * x.abs() ** (1 / 3)),
+    # --- zero gradient -------------------------------------------------------------------------
+    Case("sign", AWAY(3, 4), ew.sign, torch.sign),
+    Case("sign-at-zero", C([0.0, -1.0, 2.0]), ew.sign, torch.sign, fd=False),
+    _unary("floor", torch.floor, N(3, 4, scale=3)),
+    _unary("ceil", torch.ceil, N(3, 4, scale=3)),
+    Case("round", N(3, 4, scale=3), ew.round, torch.round),
+    Case("round-halves", C([0.5, 1.5, 2.5, -0.5, -2.5, 2.0]), ew.round, torch.round, fd=False),
+    Case("round-decimals", N(3, 4, scale=3), lambda x: ew.round(x, 1),
+         lambda x: torch.round(x, decimals=1)),
+    Case("floor-integers", C([1.0, -2.0, 0.0]), ew.floor, torch.floor, fd=False),
+    # --- fmax / fmin -----------------------------------------------------------------------------
+    _binary("fmax", torch.fmax, NN((3, 4), (3, 4))),
+    Case("fmax-broadcast", NN((3, 1), (4,)), ew.fmax, torch.fmax),
+    Case("fmax-ties-and-nan", C([1.0, 2.0, NAN, 3.0, NAN], [1.0, NAN, 4.0, 3.0, NAN]),
+         ew.fmax, torch.fmax, fd=False),
+    _binary("fmin", torch.fmin, NN((3, 4), (3, 4))),
+    Case("fmin-broadcast", NN((2, 3, 1), (1, 4)), ew.fmin, torch.fmin),
+    Case("fmin-ties-and-nan", C([1.0, 2.0, NAN, 3.0, NAN], [1.0, NAN, 4.0, 3.0, NAN]),
+         ew.fmin, torch.fmin, fd=False),
+    # --- remainders ----------------------------------------------------------------------------
+    Case("remainder", DIV((3, 4), (3, 4)), ew.remainder, torch.remainder),
+    Case("remainder-broadcast", DIV((3, 4), (4,)), ew.remainder, torch.remainder),
+    Case("mod", DIV((3, 4), (3, 4)), ew.mod, torch.remainder),
+    Case("remainder-scalar-divisor", N(3, 4, scale=3), lambda x: ew.remainder(x, 0.7),
+         lambda x: torch.remainder(x, 0.7)),
+    Case("fmod", DIV((3, 4), (3, 4)), ew.fmod, torch.fmod),
+    Case("fmod-broadcast", DIV((2, 1, 4), (3, 1)), ew.fmod, torch.fmod),
+    # --- with a constant second operand ---------------------------------------------------------
+    Case("arctan2-y-only", NN((3, 4), (4,)), ew.arctan2, torch.atan2, wrt=(0,)),
+    Case("hypot-y-only", NN((3, 4), (4,)), ew.hypot, torch.hypot, wrt=(1,)),
+]
+
+IDS = [c.id for c in CASES]
+assert len(set(IDS)) == len(IDS), "case ids must be unique"
+
+
+# --- harness -------------------------------------------------------------------------------------
+def _ours(case, arrays, wrt, dtype=np.float64):
+    tensors = [cr.tensor(np.asarray(a, dtype), requires_grad=i in wrt)
+               for i, a in enumerate(arrays)]
+    return tensors, case.ours(*tensors)
+
+
+def _weights(shape, dtype=np.float64):
+    return np.random.default_rng(1).standard_normal(shape).astype(dtype)
+
+
+def _torch_grads(case, arrays, wrt, w):
+    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    out = case.theirs(*tensors)
+    grads = torch.autograd.grad((out * to_torch(w)).sum(), [tensors[i] for i in wrt],
+                                allow_unused=True)
+    return out.detach().numpy(), [np.zeros(arrays[i].shape) if g is None else g.numpy()
+                                  for i, g in zip(wrt, grads)]
+
+
+def _scalar_fn(case, w):
+    def f(*arrays):
+        with cr.no_grad():
+            out = case.ours(*[cr.tensor(a) for a in arrays])
+        return float((out.data * w).sum())
+    return f
+
+
+def _data(g, shape):
+    return np.zeros(shape) if g is None else g.data
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_value_and_gradient_match_torch_and_finite_differences(case):
+    arrays = case.inputs()
+    wrt = case.diff(len(arrays))
+    tensors, out = _ours(case, arrays, wrt)
+    assert out.dtype == np.float64
+    w = _weights(out.shape)
+    grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
+    expected, tgrads = _torch_grads(case, arrays, wrt, w)
+    assert_close(out, expected, what=f"{case.id}: value")
+    for i, g, tg in zip(wrt, grads, tgrads):
+        g = _data(g, arrays[i].shape)
+        assert g.shape == arrays[i].shape and g.dtype == np.float64
+        assert_close(g, tg, rtol=1e-7, atol=1e-9, what=f"{case.id}: gradient {i} vs torch")
+    if case.fd:
+        numeric = central_difference(_scalar_fn(case, w), arrays, wrt)
+        for i, g, ng in zip(wrt, grads, numeric):
+            assert_close(_data(g, arrays[i].shape), ng, rtol=1e-5, atol=1e-6,
+                         what=f"{case.id}: gradient {i} vs finite differences")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_float32_stays_float32(case):
+    arrays = case.inputs()
+    wrt = case.diff(len(arrays))
+    t64, out64 = _ours(case, arrays, wrt)
+    w = _weights(out64.shape)
+    g64 = cr.gradients((out64 * w).sum(), [t64[i] for i in wrt])
+    t32, out32 = _ours(case, arrays, wrt, np.float32)
+    assert out32.dtype == np.float32, f"{case.id}: output is {out32.dtype}"
+    seen = []
+    for i in wrt:  # the gradient as it reaches the leaf, before any cast to the leaf's dtype
+        t32[i].register_hook(lambda g: seen.append(g.dtype))
+    g32 = cr.gradients((out32 * w.astype(np.float32)).sum(), [t32[i] for i in wrt])
+    assert seen and all(d == np.float32 for d in seen), f"{case.id}: gradients {seen}"
+    tol = case.f32_tol
+    finite = np.isfinite(out64.data)
+    scale = max(1.0, float(np.abs(out64.data[finite]).max())) if finite.any() else 1.0
+    if not case.id.startswith(("floor", "ceil", "round", "sign", "remainder", "mod", "fmod")):
+        assert_close(out32, out64, rtol=tol, atol=tol * scale, what=case.id)
+    for a, b in zip(g32, g64):
+        if a is not None:
+            assert a.dtype == np.float32
+            assert_close(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b.data).max())),
+                         what=case.id)
+
+
+def _hvp_ours(case, arrays, wrt, w, v):
+    tensors = [cr.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    wt = cr.tensor(w, requires_grad=True)
+    loss = (case.ours(*tensors) * wt).sum()
+    targets = [tensors[i] for i in wrt]
+    grads = cr.gradients(loss, targets, create_graph=True)
+    total = cr.tensor(0.0, dtype=np.float64)
+    for g, vi in zip(grads, v):
+        if g is not None:
+            total = total + (g * vi).sum()
+    hv = cr.gradients(total, targets + [wt]) if total.requires_grad else [None] * (len(wrt) + 1)
+    return [np.zeros(t.shape) if h is None else h.data for h, t in zip(hv, targets + [wt])]
+
+
+def _hvp_theirs(case, arrays, wrt, w, v):
+    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    wt = to_torch(w, requires_grad=True)
+    loss = (case.theirs(*tensors) * wt).sum()
+    targets = [tensors[i] for i in wrt]
+    grads = torch.autograd.grad(loss, targets, create_graph=True, allow_unused=True)
+    total = sum((g * to_torch(vi)).sum() for g, vi in zip(grads, v) if g is not None)
+    if not isinstance(total, torch.Tensor) or not total.requires_grad:
+        return [np.zeros(t.shape) for t in targets + [wt]]
+    hv = torch.autograd.grad(total, targets + [wt], allow_unused=True)
+    return [np.zeros(t.shape) if h is None else h.numpy(force=True)
+            for h, t in zip(hv, targets + [wt])]
+
+
+SECOND = [c for c in CASES if c.second]
+
+
+def _direction(arrays, wrt):
+    rng = np.random.default_rng(3)
+    return [rng.standard_normal(arrays[i].shape) for i in wrt]
+
+
+@pytest.mark.parametrize("case", SECOND, ids=[c.id for c in SECOND])
+def test_second_order_matches_torch(case):
+    arrays = case.inputs()
+    wrt = case.diff(len(arrays))
+    _, out = _ours(case, arrays, wrt)
+    w = np.random.default_rng(4).standard_normal(out.shape)
+    v = _direction(arrays, wrt)
+    ours = _hvp_ours(case, arrays, wrt, w, v)
+    theirs = _hvp_theirs(case, arrays, wrt, w, v)
+    for i, a, b in zip(list(wrt) + ["w"], ours, theirs):
+        assert_close(a, b, rtol=1e-6, atol=1e-8, what=f"{case.id}: second derivative, {i}")
+
+
+SECOND_FD = [c for c in CASES if c.second and c.fd]
+
+
+@pytest.mark.parametrize("case", SECOND_FD, ids=[c.id for c in SECOND_FD])
+def test_second_order_matches_finite_differences_of_the_gradient(case):
+    """H v from create_graph equals (grad(x + eps v) - grad(x - eps v)) / (2 eps)."""
+    arrays = case.inputs()
+    wrt = case.diff(len(arrays))
+    _, out = _ours(case, arrays, wrt)
+    w = np.random.default_rng(4).standard_normal(out.shape)
+    v = _direction(arrays, wrt)
+    hv = _hvp_ours(case, arrays, wrt, w, v)[:-1]
+
+    def grad_at(eps):
+        moved = [a + eps * v[wrt.index(i)] if i in wrt else a for i, a in enumerate(arrays)]
+        tensors, out = _ours(case, moved, wrt)
+        grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
+        return [_data(g, a.shape) for g, a in zip(grads, moved)]
+
+    eps = 1e-5
+    numeric = [(a - b) / (2 * eps) for a, b in zip(grad_at(eps), grad_at(-eps))]
+    for i, a, b in zip(wrt, hv, numeric):
+        assert_close(a, b, rtol=1e-4, atol=1e-5, what=f"{case.id}: H v of input {i} vs fd")
+
+
+# --- coverage: every differentiable row of chainrule.elementwise has a case ----------------------
+def _rows():
+    return {name: row for name, row in vars(ew).items()
+            if isinstance(row, Primitive) and row.differentiable}
+
+
+def _ops_in_graph(t, found):
+    stack = [t.grad_fn] if isinstance(t, cr.Tensor) and t.grad_fn is not None else []
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.add(id(node.op))
+        stack.extend(p for p in node.parents if type(p) is Node)
+
+
+def test_every_elementwise_row_has_a_case():
+    rows = _rows()
+    assert len(rows) >= 32
+    exercised = set()
+    for case in CASES:
+        arrays = case.inputs()
+        wrt = case.diff(len(arrays))
+        _, out = _ours(case, arrays, wrt)
+        _ops_in_graph(out, exercised)
+    missing = sorted(name for name, row in rows.items() if id(row) not in exercised)
+    assert not missing, f"rows of chainrule.elementwise without a test case: {missing}"
+
+
+def test_every_row_has_a_formula_per_input():
+    for name, row in _rows().items():
+        assert len(row.formulas) == len(row.vjps), name
+
+
+def test_public_names_are_exported():
+    for name in ew.__all__:
+        assert callable(getattr(ew, name)), name
+        if name != "sign":  # cr.sign stays ops.sign, a row without gradient
+            assert getattr(cr, name) is getattr(ew, name), name
+    assert ew.mod is ew.remainder
+
+
+# --- NumPy's semantics on plain arrays ---------------------------------------------------------
+UNARY_NUMPY = ["tan", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arctanh", "log2",
+               "log10", "log1p", "expm1", "exp2", "square", "reciprocal", "cbrt", "sinc", "sign",
+               "floor", "ceil", "round", "deg2rad", "rad2deg"]
+BINARY_NUMPY = ["arctan2", "hypot", "fmax", "fmin", "logaddexp", "logaddexp2", "remainder",
+                "mod", "fmod"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_plain_arrays_give_numpy_results(dtype):
+    r = np.random.default_rng(0)
+    x = r.uniform(-0.9, 0.9, (3, 4)).astype(dtype)
+    y = (r.uniform(0.5, 2.0, (4,)) * r.choice([-1, 1], 4)).astype(dtype)
+    for name in UNARY_NUMPY:
+        with np.errstate(invalid="ignore", divide="ignore"):  # logs of negatives: nan, as NumPy
+            out, expected = getattr(ew, name)(x), getattr(np, name)(x)
+        assert type(out) is np.ndarray and out.dtype == dtype, name
+        np.testing.assert_array_equal(out, expected, err_msg=name)
+    out = ew.arccosh(x + 2)
+    assert type(out) is np.ndarray and out.dtype == dtype
+    for name in BINARY_NUMPY:
+        out = getattr(ew, name)(x, y)
+        assert type(out) is np.ndarray and out.dtype == dtype and out.shape == (3, 4), name
+        np.testing.assert_array_equal(out, getattr(np, name)(x, y), err_msg=name)
+    np.testing.assert_array_equal(ew.round(x * 10, 1), np.round(x * 10, 1))
+
+
+def test_float32_tensor_with_python_number_stays_float32():
+    x = cr.tensor(np.array([0.3, -1.2, 2.5], np.float32), requires_grad=True)
+    for f in (ew.arctan2, ew.hypot, ew.fmax, ew.fmin, ew.logaddexp, ew.logaddexp2, ew.remainder,
+              ew.fmod):
+        out = f(x, 0.7)
+        assert out.dtype == np.float32, f.name
+        (g,) = cr.gradients(out.sum(), [x])
+        assert g.dtype == np.float32, f.name
+        out = f(0.7, x)
+        assert out.dtype == np.float32, f.name
+
+
+def test_reciprocal_of_integers_is_float():
+    np.testing.assert_array_equal(ew.reciprocal(np.array([2, 4])), [0.5, 0.25])
+
+
+def test_zero_gradient_rows_give_zeros_even_for_a_nan_cotangent():
+    x = cr.tensor([0.4, -1.6], requires_grad=True)
+    for f in (ew.floor, ew.ceil, ew.round, ew.sign):
+        (g,) = cr.gradients(f(x), [x], grad_outputs=[cr.tensor([np.nan, 1.0])])
+        np.testing.assert_array_equal(g.data, [0.0, 0.0])
+
+
+def test_remainder_of_a_number_by_a_tensor():
+    """``7.5 % y`` (torch 2.13 has no derivative for remainder(Scalar, Tensor)): d/dy is
+    -floor(7.5 / y), checked against finite differences."""
+    y = np.array([-1.1, 0.8, 2.0, 3.1])
+    t = cr.tensor(y, requires_grad=True)
+    (g,) = cr.gradients(ew.remainder(7.5, t).sum(), [t])
+    np.testing.assert_array_equal(g.data, -np.floor(7.5 / y))
+    (numeric,) = central_difference(lambda a: float(np.remainder(7.5, a).sum()), [y])
+    assert_close(g, numeric, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ew.remainder(7.5, t).data, torch.remainder(7.5, to_torch(y)))
+
+
+def test_integer_remainder_and_fmod_follow_torch():
+    a, b = np.array([5, -5, 7, -7]), np.array([3, 3, -2, -2])
+    for ours, theirs in ((ew.remainder, torch.remainder), (ew.fmod, torch.fmod)):
+        out = ours(cr.tensor(a), cr.tensor(b))
+        assert out.dtype == np.int64
+        np.testing.assert_array_equal(out.data, theirs(torch.tensor(a), torch.tensor(b)))
+
+
+def test_tensor_methods_and_the_percent_operator_match_torch():
+    import torch
+
+    a = np.array([1.5, -2.5, 3.25])
+    x, t = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    ours = (x % 2.0).sum() + (7.5 % x).sum() + x.tan().sum() + x.atan2(cr.tensor(a * 0 + 1)).sum()
+    theirs = ((t % 2.0).sum() + torch.remainder(torch.tensor(7.5, dtype=t.dtype), t).sum()
+              + t.tan().sum() + t.atan2(torch.ones_like(t)).sum())
+    np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-12)
+    ours.backward()
+    expected = (torch.autograd.grad(((t % 2.0).sum() + t.tan().sum()
+                                     + t.atan2(torch.ones_like(t)).sum()), t)[0].numpy()
+                - np.floor(7.5 / a))  # d(7.5 % x)/dx = -floor(7.5 / x): torch has no rule for it
+    np.testing.assert_allclose(x.grad.data, expected, rtol=1e-12)
+    z = cr.tensor(np.array([5.0, -5.0], np.float32))
+    z %= 3.0
+    assert z.dtype == np.float32 and z.data.tolist() == [2.0, 1.0]
+    assert x.asin is not None and cr.tensor([0.5]).round().item() == 0.0
