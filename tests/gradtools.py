@@ -68,3 +68,27 @@ def torch_value_and_grads(fn, arrays, wrt, weights):
 def assert_close(actual, expected, rtol=1e-7, atol=1e-9, what=""):
     np.testing.assert_allclose(to_numpy(actual), to_numpy(expected), rtol=rtol, atol=atol,
                                err_msg=what)
+
+
+def table_rows(module) -> dict:
+    """``{name: row}`` for the differentiable rows (Primitives) defined in a table module."""
+    from chainrule.autograd import Primitive
+
+    return {name: row for name, row in vars(module).items()
+            if isinstance(row, Primitive) and row.differentiable}
+
+
+def ops_in_graph(t, found: set) -> None:
+    """Add to ``found`` the id of every row used in the graph behind tensor ``t``."""
+    from chainrule.autograd import Node
+    from chainrule.tensor import Tensor
+
+    stack = [t.grad_fn] if isinstance(t, Tensor) and t.grad_fn is not None else []
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.add(id(node.op))
+        stack.extend(p for p in node.parents if type(p) is Node)

@@ -19,8 +19,7 @@ import torch
 
 import chainrule as cr
 import chainrule.elementwise as ew
-from chainrule.autograd import Node, Primitive
-from gradtools import assert_close, central_difference, to_torch
+from gradtools import assert_close, central_difference, ops_in_graph, table_rows, to_torch
 
 
 @dataclass
@@ -299,38 +298,21 @@ def test_second_order_matches_finite_differences_of_the_gradient(case):
 
 
 # --- coverage: every differentiable row of chainrule.elementwise has a case ----------------------
-def _rows():
-    return {name: row for name, row in vars(ew).items()
-            if isinstance(row, Primitive) and row.differentiable}
-
-
-def _ops_in_graph(t, found):
-    stack = [t.grad_fn] if isinstance(t, cr.Tensor) and t.grad_fn is not None else []
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.add(id(node.op))
-        stack.extend(p for p in node.parents if type(p) is Node)
-
-
 def test_every_elementwise_row_has_a_case():
-    rows = _rows()
+    rows = table_rows(ew)
     assert len(rows) >= 32
     exercised = set()
     for case in CASES:
         arrays = case.inputs()
         wrt = case.diff(len(arrays))
         _, out = _ours(case, arrays, wrt)
-        _ops_in_graph(out, exercised)
+        ops_in_graph(out, exercised)
     missing = sorted(name for name, row in rows.items() if id(row) not in exercised)
     assert not missing, f"rows of chainrule.elementwise without a test case: {missing}"
 
 
 def test_every_row_has_a_formula_per_input():
-    for name, row in _rows().items():
+    for name, row in table_rows(ew).items():
         assert len(row.formulas) == len(row.vjps), name
 
 

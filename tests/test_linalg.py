@@ -24,8 +24,7 @@ import torch
 
 import chainrule as cr
 import chainrule.linalg as la
-from chainrule.autograd import Node, Primitive
-from gradtools import assert_close, central_difference, to_torch
+from gradtools import assert_close, central_difference, ops_in_graph, table_rows, to_torch
 
 L = cr.linalg
 T = torch.linalg
@@ -444,25 +443,8 @@ def test_second_order_matches_finite_differences_of_the_gradient(case):
 
 
 # --- coverage: every differentiable row of chainrule.linalg has a case -------------------------
-def _rows():
-    return {name: row for name, row in vars(la).items()
-            if isinstance(row, Primitive) and row.differentiable}
-
-
-def _ops_in_graph(t, found):
-    stack = [t.grad_fn] if isinstance(t, cr.Tensor) and t.grad_fn is not None else []
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.add(id(node.op))
-        stack.extend(p for p in node.parents if type(p) is Node)
-
-
 def test_every_linalg_row_has_a_case():
-    rows = _rows()
+    rows = table_rows(la)
     assert {"_inv", "_det", "_cofactor", "_slogdet", "_solve", "_cholesky", "_eigh", "_svd",
             "_svdvals", "_qr", "_pinv", "_vector_norm"} <= set(rows)
     exercised = set()
@@ -470,17 +452,17 @@ def test_every_linalg_row_has_a_case():
         arrays = case.inputs()
         wrt = case.diff(len(arrays))
         tensors, out = _ours(case, arrays, wrt)
-        _ops_in_graph(out, exercised)
+        ops_in_graph(out, exercised)
         if case.second:  # the rows that run only inside another row's rule
             loss = (out * cr.tensor(np.ones(out.shape), requires_grad=True)).sum()
             for g in cr.gradients(loss, [tensors[i] for i in wrt], create_graph=True):
-                _ops_in_graph(g, exercised)
+                ops_in_graph(g, exercised)
     missing = sorted(name for name, row in rows.items() if id(row) not in exercised)
     assert not missing, f"rows of chainrule.linalg without a test case: {missing}"
 
 
 def test_every_row_has_a_formula_per_input():
-    for name, row in _rows().items():
+    for name, row in table_rows(la).items():
         assert len(row.formulas) == len(row.vjps), name
 
 

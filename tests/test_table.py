@@ -17,12 +17,13 @@ import torch.nn.functional as TF
 
 import chainrule as cr
 import chainrule.ops as ops
-from chainrule.autograd import Node, Primitive
 from chainrule.nn import functional as F
 from gradtools import (
     assert_close,
     central_difference,
     cr_value_and_grads,
+    ops_in_graph,
+    table_rows,
     to_torch,
     torch_value_and_grads,
 )
@@ -441,21 +442,8 @@ def test_second_order_matches_torch(case):
         assert_close(a, b, rtol=1e-6, atol=1e-8, what=f"{case.id}: second derivative, {i}")
 
 
-def _ops_in_graph(t, found):
-    stack = [t.grad_fn] if isinstance(t, cr.Tensor) and t.grad_fn is not None else []
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.add(id(node.op))
-        stack.extend(p for p in node.parents if type(p) is Node)
-
-
 def test_every_row_has_a_case():
-    rows = {name: row for name, row in vars(ops).items()
-            if isinstance(row, Primitive) and row.differentiable}
+    rows = table_rows(ops)
     assert len(rows) >= 40
     exercised = set()
     for case in CASES:
@@ -463,12 +451,12 @@ def test_every_row_has_a_case():
         wrt = case.diff(len(arrays))
         tensors = [cr.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
         out = case.ours(*tensors)
-        _ops_in_graph(out, exercised)
+        ops_in_graph(out, exercised)
         if case.second:
             loss = (out * cr.tensor(np.ones(out.shape), requires_grad=True)).sum()
             for g in cr.gradients(loss, [tensors[i] for i in wrt], create_graph=True):
-                _ops_in_graph(g, exercised)
-    _ops_in_graph(_max_pool_third_order_ours()[1], exercised)
+                ops_in_graph(g, exercised)
+    ops_in_graph(_max_pool_third_order_ours()[1], exercised)
     missing = sorted(name for name, row in rows.items()
                      if id(row) not in exercised and name not in EXEMPT)
     assert not missing, f"rows of the table without a test case: {missing}"
