@@ -12,6 +12,7 @@ import pytest
 import chainrule as cr
 from chainrule.cli import main
 from chainrule.data.idx import write_idx
+from file_edits import edit_json_field
 
 
 def test_default_recipe_reaches_97_percent(tmp_path, capsys):
@@ -133,28 +134,6 @@ def small_run(tmp_path_factory):
     assert main(["train", "--epochs", "2", "--stop-after", "1", "--hidden", "8", "--no-progress",
                  "--out", str(out)]) == 0
     return out
-
-
-def rewrite_header(path, edit):
-    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
-    raw = path.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    edit(header)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-
-
-def edit_json_field(path, key, change, keep_signature=False):
-    def edit(header):
-        meta = header["__metadata__"]
-        value = json.loads(meta[key])
-        change(value)
-        meta[key] = json.dumps(value)
-        if not keep_signature:
-            meta.pop("chainrule.signature")
-    rewrite_header(path, edit)
 
 
 def _exit_code(argv):

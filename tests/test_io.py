@@ -18,6 +18,7 @@ import chainrule as cr
 from chainrule import io, optim
 from chainrule.data import DataLoader, TensorDataset, load_digits
 from chainrule.io import CheckpointError
+from file_edits import rewrite_header
 
 
 def _state():
@@ -270,17 +271,6 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Signatures: the metadata is covered too
 # ----------------------------------------------------------------------------------------------
-def rewrite_header(path, edit):
-    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
-    raw = path.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    edit(header)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-
-
 def unsign(path):
     rewrite_header(path, lambda h: h["__metadata__"].pop("chainrule.signature"))
 

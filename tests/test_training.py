@@ -29,6 +29,7 @@ from chainrule.training import (
     predict,
     run_options,
 )
+from file_edits import edit_json_field, rewrite_header
 
 
 def quiet(*args, **kwargs):
@@ -231,29 +232,6 @@ def test_progress_bar_goes_to_stderr_and_the_table_to_the_log(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 # Model files and checkpoints: signed, checked against their schema, never a traceback
 # ----------------------------------------------------------------------------------------------
-def rewrite_header(path, edit):
-    """Edit the JSON header of a safetensors file in place, keeping its tensor bytes."""
-    raw = path.read_bytes()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    edit(header)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-
-
-def edit_json_field(path, key, change, keep_signature=False):
-    """Change the JSON held in metadata ``key`` (``change(value)`` edits it in place)."""
-    def edit(header):
-        meta = header["__metadata__"]
-        value = json.loads(meta[key])
-        change(value)
-        meta[key] = json.dumps(value)
-        if not keep_signature:
-            meta.pop("chainrule.signature")
-    rewrite_header(path, edit)
-
-
 def test_model_tensors_are_those_of_the_built_model():
     model = build_model(7, (5, 4), 3, "tanh")
     assert model_tensors(7, [5, 4], 3) == {k: v.shape for k, v in model.state_dict().items()}
