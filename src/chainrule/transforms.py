@@ -140,6 +140,30 @@ def _zeros_for(t):
     return Tensor._wrap(np.zeros_like(t.data))
 
 
+def _call_watched(f, args, kwargs, argnums, where, check, where_args=None):
+    """Run ``f`` on ``args`` with the arguments in ``argnums`` watched (recorded as leaves).
+
+    Returns ``(out, targets, nested, many, nums)``: ``f``'s result passed through ``check``,
+    the watched arguments, whether the gradients must stay recorded for an outer transform,
+    whether several argnums were asked for, and their indices.
+    """
+    nums, many = _argnums(argnums, len(args), where_args or where)
+    watched, nested = _watch(args, nums, where)
+    with autograd.enable_grad():
+        out = check(f(*watched, **kwargs))
+    targets = [watched[i] for i in nums]
+    return out, targets, nested or _depends_on_outer(out, targets), many, nums
+
+
+def _tensor_output(where):
+    def check(out):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"{where}: f must return a Tensor, got {type(out).__name__}")
+        return out
+
+    return check
+
+
 def _records(v) -> bool:
     """True when ``v`` is a Tensor whose own gradient is being recorded (an outer transform)."""
     return isinstance(v, Tensor) and v.requires_grad and autograd.is_grad_enabled()
@@ -209,13 +233,9 @@ def value_and_grad(f, argnums=0):
 
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        nums, many = _argnums(argnums, len(args), "value_and_grad")
-        watched, nested = _watch(args, nums, "grad")
-        with autograd.enable_grad():
-            out = f(*watched, **kwargs)
-        out = _scalar_output(out, "grad")
-        targets = [watched[i] for i in nums]
-        nested = nested or _depends_on_outer(out, targets)
+        out, targets, nested, many, nums = _call_watched(
+            f, args, kwargs, argnums, "grad", lambda o: _scalar_output(o, "grad"),
+            where_args="value_and_grad")
         grads = gradients(out, targets, create_graph=nested) if out.requires_grad else [None] * len(
             targets)
         unused = [i for i, g in zip(nums, grads) if g is None]
@@ -357,14 +377,8 @@ def jacrev(f, argnums=0):
 
     @functools.wraps(f)
     def jacrev_f(*args):
-        nums, many = _argnums(argnums, len(args), "jacobian")
-        watched, nested = _watch(args, nums, "jacobian")
-        with autograd.enable_grad():
-            out = f(*watched)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"jacobian: f must return a Tensor, got {type(out).__name__}")
-        targets = [watched[i] for i in nums]
-        nested = nested or _depends_on_outer(out, targets)
+        out, targets, nested, many, _ = _call_watched(f, args, {}, argnums, "jacobian",
+                                                      _tensor_output("jacobian"))
         rows = [[] for _ in targets]
         for k in range(out.size):
             onehot = np.zeros(out.size, dtype=out.dtype)
@@ -393,14 +407,8 @@ def jacfwd(f, argnums=0):
 
     @functools.wraps(f)
     def jacfwd_f(*args):
-        nums, many = _argnums(argnums, len(args), "jacfwd")
-        watched, nested = _watch(args, nums, "jacfwd")
-        with autograd.enable_grad():
-            out = f(*watched)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"jacfwd: f must return a Tensor, got {type(out).__name__}")
-        targets = [watched[i] for i in nums]
-        nested = nested or _depends_on_outer(out, targets)
+        out, targets, nested, many, _ = _call_watched(f, args, {}, argnums, "jacfwd",
+                                                      _tensor_output("jacfwd"))
         lin = _Linearized([out], targets)
         jacs = []
         for j, t in enumerate(targets):
