@@ -81,20 +81,20 @@ def _hvp(fn, arrays, w, v, lib):
     return [np.zeros(a.shape) if h is None else h.data for h, a in zip(hs, arrays)]
 
 
-@pytest.mark.parametrize("case", CONV2D, ids=[c[0] for c in CONV2D])
-def test_conv2d_matches_torch_first_and_second_order(case, layout):
+def _matches_torch_first_and_second_order(conv, torch_conv, case):
+    """Value, gradients and a Hessian-vector product of ``conv`` equal torch's; returns
+    ``ours`` for further checks."""
     _, xs, ws, bias, kwargs = case
     arrays = _inputs(xs, ws, bias)
 
     def ours(*a):
-        return F.conv2d(*a, **kwargs) if bias else F.conv2d(a[0], a[1], **kwargs)
+        return conv(*a, **kwargs) if bias else conv(a[0], a[1], **kwargs)
 
     def theirs(*a):
-        return TF.conv2d(*a, **kwargs) if bias else TF.conv2d(a[0], a[1], **kwargs)
+        return torch_conv(*a, **kwargs) if bias else torch_conv(a[0], a[1], **kwargs)
 
     rng = np.random.default_rng(1)
-    expected = theirs(*[torch.tensor(a) for a in arrays]).numpy()
-    w = rng.standard_normal(expected.shape)
+    w = rng.standard_normal(theirs(*[torch.tensor(a) for a in arrays]).shape)
     out, grads = _grads(ours, arrays, w, "cr")
     t_out, t_grads = _grads(theirs, arrays, w, "torch")
     np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-12)
@@ -103,6 +103,12 @@ def test_conv2d_matches_torch_first_and_second_order(case, layout):
     v = [rng.standard_normal(a.shape) for a in arrays]
     for h, th in zip(_hvp(ours, arrays, w, v, "cr"), _hvp(theirs, arrays, w, v, "torch")):
         np.testing.assert_allclose(h, th, rtol=1e-10, atol=1e-12)
+    return ours
+
+
+@pytest.mark.parametrize("case", CONV2D, ids=[c[0] for c in CONV2D])
+def test_conv2d_matches_torch_first_and_second_order(case, layout):
+    _matches_torch_first_and_second_order(F.conv2d, TF.conv2d, case)
 
 
 @pytest.mark.parametrize("case", [CONV2D[2], CONV2D[4], CONV2D[6]], ids=lambda c: c[0])
@@ -124,25 +130,8 @@ CONV1D = [
 
 @pytest.mark.parametrize("case", CONV1D, ids=[c[0] for c in CONV1D])
 def test_conv1d_matches_torch_first_and_second_order(case, layout):
-    _, xs, ws, bias, kwargs = case
-    arrays = _inputs(xs, ws, bias)
-
-    def ours(*a):
-        return F.conv1d(*a, **kwargs) if bias else F.conv1d(a[0], a[1], **kwargs)
-
-    def theirs(*a):
-        return TF.conv1d(*a, **kwargs) if bias else TF.conv1d(a[0], a[1], **kwargs)
-
-    rng = np.random.default_rng(1)
-    w = rng.standard_normal(theirs(*[torch.tensor(a) for a in arrays]).shape)
-    out, grads = _grads(ours, arrays, w, "cr")
-    t_out, t_grads = _grads(theirs, arrays, w, "torch")
-    np.testing.assert_allclose(out, t_out, rtol=1e-10, atol=1e-12)
-    for g, tg in zip(grads, t_grads):
-        np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-12)
-    v = [rng.standard_normal(a.shape) for a in arrays]
-    for h, th in zip(_hvp(ours, arrays, w, v, "cr"), _hvp(theirs, arrays, w, v, "torch")):
-        np.testing.assert_allclose(h, th, rtol=1e-10, atol=1e-12)
+    ours = _matches_torch_first_and_second_order(F.conv1d, TF.conv1d, case)
+    _, xs, ws, bias, _ = case
     check_against_finite_differences(ours, _inputs(xs, ws, bias, seed=2))
 
 
