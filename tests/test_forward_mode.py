@@ -497,7 +497,7 @@ def test_complex_gradient_of_abs_squared_is_two_z():
     np.testing.assert_allclose(cr.grad(lambda z: (cr.abs(z) ** 2).sum())(Z).data, 2 * Z)
 
 
-@pytest.mark.xfail(strict=True, reason="ops.py: holomorphic rows return g f'(z); PyTorch's "
+@pytest.mark.xfail(strict=True, reason="ops: holomorphic rows return g f'(z); PyTorch's "
                                        "convention needs g conj(f'(z))")
 @pytest.mark.parametrize("name", list(COMPLEX_MISSING))
 def test_complex_gradient_through_holomorphic_rows(name):
@@ -508,7 +508,7 @@ def test_complex_gradient_through_holomorphic_rows(name):
     np.testing.assert_allclose(got.data, _torch_complex_grad(tf, Z), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="ops.py: multiply's rule returns g y, not g conj(y)")
+@pytest.mark.xfail(strict=True, reason="ops: multiply's rule returns g y, not g conj(y)")
 def test_real_input_through_a_complex_intermediate():
     x = np.array([0.3, -1.2])
     got = cr.grad(lambda x: (cr.abs(x * C) ** 2).sum())(x)

@@ -6,7 +6,7 @@ central differences, float32 in gives float32 out with float32 gradients all the
 leaves, and second order (create_graph=True): a Hessian-vector product, differentiated with
 respect to the inputs and to w (so each rule's own rule runs), against PyTorch and against finite
 differences of the gradient. The meta-test at the bottom fails when a differentiable row of
-chainrule.linalg is reached by no case (test_table.py and test_ops.py only scan ops.py).
+chainrule.linalg is reached by no case (test_table.py and test_ops.py only scan ops/).
 
 Eigen and singular vectors are defined up to sign: cases fix the sign (a constant factor) so that
 chainrule's and PyTorch's factorisations agree. eigh and cholesky read one triangle; cases that

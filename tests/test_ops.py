@@ -1,4 +1,4 @@
-"""Every row of THE TABLE in ops.py, checked three ways from one parametrized list of cases:
+"""Every row of THE TABLE in ops/, checked three ways from one parametrized list of cases:
 value and gradient against PyTorch (float64), gradient against central finite differences
 (float64), and float32 kept float32 through the forward and the backward pass.
 
@@ -450,7 +450,7 @@ def test_every_differentiable_row_has_a_case():
         out = case.fn(*[cr.tensor(a, requires_grad=True) for a in arrays])
         reached |= graph_ops(out)
     missing = sorted(name for name, row in _rows_of_the_table().items() if row not in reached)
-    assert not missing, f"rows of ops.py with no test case in tests/test_ops.py: {missing}"
+    assert not missing, f"rows of ops/ with no test case in tests/test_ops.py: {missing}"
 
 
 def test_table_is_what_the_coverage_check_sees():

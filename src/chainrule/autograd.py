@@ -1,7 +1,7 @@
 """The graph machinery: grad mode, recording a node, and the iterative reverse walk.
 
 This module knows no operation by name. Each primitive is a `Primitive` (one row of the table in
-`ops.py`): a forward function and, per input, a vector-Jacobian product rule
+`ops/`): a forward function and, per input, a vector-Jacobian product rule
 ``rule(grad, ans, *inputs, **params)``. Applying a primitive to Tensors runs the forward on plain
 arrays and, when some input requires grad, records a `Node`. `backward` walks the nodes in reverse
 topological order with an explicit worklist (no recursion), sums the gradients of every path, and

@@ -1,6 +1,6 @@
 """chainrule.linalg: NumPy's linear algebra (``np.linalg``), differentiable to any order.
 
-The rows below have the form of THE TABLE in ``ops.py``: ``Primitive(name, forward, [rule per
+The rows below have the form of THE TABLE in ``ops/``: ``Primitive(name, forward, [rule per
 input], [formulas])``, each rule ``rule(grad, ans, *inputs, **params)`` written only with
 operators, methods shared by ``ndarray`` and ``Tensor`` and other rows (of this table or of
 ``ops``), so one rule serves the ordinary backward pass and ``create_graph=True``. Every function

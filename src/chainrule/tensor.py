@@ -373,7 +373,7 @@ class Tensor:
         index = _ops.index_key(index)
         self._inplace(lambda x, v: _ops.setitem(x, v, index=index), value, "setitem")
 
-    # --- operators (each is one primitive in ops.py) -------------------------------------------
+    # --- operators (each is one primitive in ops/) ---------------------------------------------
     def __add__(self, other):
         return _apply(_ops.add, (self, other), _NO_PARAMS)
 

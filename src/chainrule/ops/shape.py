@@ -1,0 +1,253 @@
+"""Shape rows of THE TABLE (see ``ops``): views that share memory, and so the version counter,
+with their input (reshape, transpose, broadcast_to, basic slicing), the copies (gathers, scatters,
+concatenate, stack), and the checks of ``axis`` arguments that every family uses.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from chainrule.autograd import Primitive, ShapeError, unbroadcast
+from chainrule.tensor import Tensor
+
+P = Primitive
+
+
+def _scatter(g, index, shape):
+    """The adjoint of ``x[index]``: ``g`` placed into zeros of ``shape``, repeats summed."""
+    out = np.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        out[index] = g
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+def _zero_at(g, index):
+    out = np.array(g, copy=True)
+    out[index] = 0
+    return out
+
+
+def _setitem(x, v, index):
+    out = np.array(x, copy=True)
+    out[index] = v
+    return out
+
+
+def _concat_grads(g, ans, n, axis, sizes):
+    bounds = np.cumsum((0,) + tuple(sizes))
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def _stack_grads(g, ans, n, axis):
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (i,)] for i in range(n))
+
+# --- shape (views: they share memory, and so the version counter, with their input) -------------
+_reshape = P("reshape", lambda x, shape, in_shape: np.reshape(x, shape),
+             [lambda g, ans, x, shape, in_shape: g.reshape(in_shape)],
+             ["grad reshaped back"], view=True)
+_transpose = P("transpose", lambda x, axes, inverse: np.transpose(x, axes),
+               [lambda g, ans, x, axes, inverse: g.transpose(inverse)],
+               ["grad transposed back"], view=True)
+_broadcast_to = P("broadcast_to", lambda x, shape, in_shape: np.broadcast_to(x, shape),
+                  [lambda g, ans, x, shape, in_shape: unbroadcast(g, in_shape)],
+                  ["grad summed over the broadcast axes"], view=True)
+_getitem = P("getitem", lambda x, index, shape: x[index],
+             [lambda g, ans, x, index, shape: scatter(g, index=index, shape=shape)],
+             ["grad placed at the indexed positions"], view=True)
+_take = P("take", lambda x, index, shape: x[index],  # advanced indexing copies: not a view
+          [lambda g, ans, x, index, shape: scatter(g, index=index, shape=shape)],
+          ["grad summed into the indexed positions"])
+scatter = P("scatter", _scatter, [lambda g, ans, src, index, shape: g[index]],
+            ["grad[index]"])
+setitem = P("setitem", _setitem,
+            [lambda g, ans, x, v, index: zero_at(g, index=index),
+             lambda g, ans, x, v, index: g[index]],
+            ["grad with zeros at index", "grad[index]"], broadcasts=True)
+zero_at = P("zero_at", _zero_at, [lambda g, ans, src, index: zero_at(g, index=index)],
+            ["grad with zeros at index"])
+_concatenate = P("concatenate", lambda *xs, axis, sizes: np.concatenate(xs, axis=axis),
+                 vjp_all=_concat_grads, formulas=["grad split back into the pieces"],
+                 promotes=())  # (): all the inputs promote together
+_stack = P("stack", lambda *xs, axis: np.stack(xs, axis=axis),
+           vjp_all=_stack_grads, formulas=["grad unstacked"], promotes=())
+
+
+def _ndim(x):
+    return x.ndim if isinstance(x, (Tensor, np.ndarray)) else np.ndim(x)
+
+
+def _axes(axis, ndim, where):
+    """``axis`` (None, int or tuple) as None or a sorted tuple of non-negative ints."""
+    if axis is None:
+        return None
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"{where}: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{where}: axis {a} is out of range for a tensor with {ndim} "
+                             f"dimension{'s' if ndim != 1 else ''}")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _one_axis(axis, ndim, where):
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    return _axes(axis, ndim, where)[0]
+
+
+def reshape(x, shape):
+    """``x`` with a new shape of the same size (one entry may be -1)."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    in_shape = np.shape(x)
+    size = int(np.prod(in_shape))
+    known = int(np.prod([n for n in shape if n != -1]))
+    if shape.count(-1) > 1 or (-1 not in shape and known != size) or (
+            -1 in shape and (known == 0 or size % known)):
+        raise ShapeError(f"reshape: cannot reshape a tensor of shape {in_shape} (size {size}) "
+                         f"into shape {shape}")
+    return _reshape(x, shape=shape, in_shape=in_shape)
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them when ``axes`` is None)."""
+    ndim = _ndim(x)
+    if axes is not None:
+        axes = tuple(int(a) % builtins.max(ndim, 1) for a in axes)
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {ndim} axes "
+                             f"of shape {np.shape(x)}")
+        inverse = tuple(np.argsort(axes).tolist())
+    else:
+        inverse = None
+    return _transpose(x, axes=axes, inverse=inverse)
+
+
+def swapaxes(x, axis1, axis2):
+    """Exchange two axes."""
+    ndim = _ndim(x)
+    order = list(range(ndim))
+    a, b = _one_axis(axis1, ndim, "swapaxes"), _one_axis(axis2, ndim, "swapaxes")
+    order[a], order[b] = order[b], order[a]
+    return transpose(x, tuple(order))
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim``..``end_dim`` into one (all of them by default)."""
+    shape = np.shape(x)
+    if not shape:
+        return reshape(x, (1,))
+    s, e = _one_axis(start_dim, len(shape), "flatten"), _one_axis(end_dim, len(shape), "flatten")
+    return reshape(x, shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:])
+
+
+def squeeze(x, axis=None):
+    """Remove axes of size 1 (all of them, or those in ``axis``)."""
+    shape = np.shape(x)
+    axes = _axes(axis, len(shape), "squeeze")
+    if axes is None:
+        axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    for a in axes:
+        if shape[a] != 1:
+            raise ValueError(f"squeeze: axis {a} of shape {shape} has size {shape[a]}, not 1")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def expand_dims(x, axis):
+    """Insert an axis of size 1 at ``axis``."""
+    shape = np.shape(x)
+    a = _one_axis(axis, len(shape) + 1, "expand_dims")
+    return reshape(x, shape[:a] + (1,) + shape[a:])
+
+
+unsqueeze = expand_dims
+
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape`` (gradients are summed back)."""
+    shape = tuple(shape)
+    in_shape = np.shape(x)
+    try:
+        np.broadcast_shapes(in_shape, shape)
+    except ValueError:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {in_shape} to {shape}") from None
+    if np.broadcast_shapes(in_shape, shape) != shape:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {in_shape} to {shape}")
+    return _broadcast_to(x, shape=shape, in_shape=in_shape)
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    ndim = _ndim(tensors[0])
+    a = _one_axis(axis, ndim, "concatenate")
+    shapes = [np.shape(t) for t in tensors]
+    for s in shapes:
+        if len(s) != ndim or s[:a] + s[a + 1:] != shapes[0][:a] + shapes[0][a + 1:]:
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {a}")
+    return _concatenate(*tensors, axis=a, sizes=tuple(s[a] for s in shapes))
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    shapes = [np.shape(t) for t in tensors]
+    if any(s != shapes[0] for s in shapes):
+        raise ShapeError(f"stack: all tensors need the same shape, got {shapes}")
+    return _stack(*tensors, axis=_one_axis(axis, len(shapes[0]) + 1, "stack"))
+
+
+def split(x, indices_or_sections, axis=0):
+    """Split into pieces along ``axis``: a number of equal sections or a list of split points."""
+    shape = np.shape(x)
+    a = _one_axis(axis, len(shape), "split")
+    n = shape[a]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k:
+            raise ValueError(f"split: axis {a} of size {n} does not split into {k} equal sections")
+        points = list(range(0, n, n // k))[1:]
+    else:
+        points = [int(p) for p in indices_or_sections]
+    bounds = [0] + points + [n]
+    lead = (slice(None),) * a
+    return [getitem(x, lead + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _is_basic(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return builtins.all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis)))
+                        and not isinstance(i, bool) for i in items)
+
+
+def index_key(index):
+    """An index with Tensors and lists turned into arrays (NumPy's indexing rules apply)."""
+    if isinstance(index, tuple):
+        return tuple(index_key(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def getitem(x, index):
+    """``x[index]``: basic slicing gives a view; integer or boolean arrays gather (repeated
+    indices accumulate their gradients)."""
+    index = index_key(index)
+    row = _getitem if _is_basic(index) else _take
+    return row(x, index=index, shape=np.shape(x))
