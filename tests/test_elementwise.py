@@ -19,7 +19,16 @@ import torch
 
 import chainrule as cr
 import chainrule.elementwise as ew
-from gradtools import assert_close, central_difference, ops_in_graph, table_rows, to_torch
+from gradtools import (
+    assert_close,
+    central_difference,
+    hvp_finite_differences,
+    hvp_ours,
+    hvp_torch,
+    ops_in_graph,
+    table_rows,
+    to_torch,
+)
 
 
 @dataclass
@@ -223,34 +232,6 @@ def test_float32_stays_float32(case):
                          what=case.id)
 
 
-def _hvp_ours(case, arrays, wrt, w, v):
-    tensors = [cr.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
-    wt = cr.tensor(w, requires_grad=True)
-    loss = (case.ours(*tensors) * wt).sum()
-    targets = [tensors[i] for i in wrt]
-    grads = cr.gradients(loss, targets, create_graph=True)
-    total = cr.tensor(0.0, dtype=np.float64)
-    for g, vi in zip(grads, v):
-        if g is not None:
-            total = total + (g * vi).sum()
-    hv = cr.gradients(total, targets + [wt]) if total.requires_grad else [None] * (len(wrt) + 1)
-    return [np.zeros(t.shape) if h is None else h.data for h, t in zip(hv, targets + [wt])]
-
-
-def _hvp_theirs(case, arrays, wrt, w, v):
-    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
-    wt = to_torch(w, requires_grad=True)
-    loss = (case.theirs(*tensors) * wt).sum()
-    targets = [tensors[i] for i in wrt]
-    grads = torch.autograd.grad(loss, targets, create_graph=True, allow_unused=True)
-    total = sum((g * to_torch(vi)).sum() for g, vi in zip(grads, v) if g is not None)
-    if not isinstance(total, torch.Tensor) or not total.requires_grad:
-        return [np.zeros(t.shape) for t in targets + [wt]]
-    hv = torch.autograd.grad(total, targets + [wt], allow_unused=True)
-    return [np.zeros(t.shape) if h is None else h.numpy(force=True)
-            for h, t in zip(hv, targets + [wt])]
-
-
 SECOND = [c for c in CASES if c.second]
 
 
@@ -266,8 +247,8 @@ def test_second_order_matches_torch(case):
     _, out = _ours(case, arrays, wrt)
     w = np.random.default_rng(4).standard_normal(out.shape)
     v = _direction(arrays, wrt)
-    ours = _hvp_ours(case, arrays, wrt, w, v)
-    theirs = _hvp_theirs(case, arrays, wrt, w, v)
+    ours = hvp_ours(case.ours, arrays, wrt, w, v)
+    theirs = hvp_torch(case.theirs, arrays, wrt, w, v)
     for i, a, b in zip(list(wrt) + ["w"], ours, theirs):
         assert_close(a, b, rtol=1e-6, atol=1e-8, what=f"{case.id}: second derivative, {i}")
 
@@ -283,16 +264,8 @@ def test_second_order_matches_finite_differences_of_the_gradient(case):
     _, out = _ours(case, arrays, wrt)
     w = np.random.default_rng(4).standard_normal(out.shape)
     v = _direction(arrays, wrt)
-    hv = _hvp_ours(case, arrays, wrt, w, v)[:-1]
-
-    def grad_at(eps):
-        moved = [a + eps * v[wrt.index(i)] if i in wrt else a for i, a in enumerate(arrays)]
-        tensors, out = _ours(case, moved, wrt)
-        grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
-        return [_data(g, a.shape) for g, a in zip(grads, moved)]
-
-    eps = 1e-5
-    numeric = [(a - b) / (2 * eps) for a, b in zip(grad_at(eps), grad_at(-eps))]
+    hv = hvp_ours(case.ours, arrays, wrt, w, v)[:-1]
+    numeric = hvp_finite_differences(case.ours, arrays, wrt, w, v)
     for i, a, b in zip(wrt, hv, numeric):
         assert_close(a, b, rtol=1e-4, atol=1e-5, what=f"{case.id}: H v of input {i} vs fd")
 

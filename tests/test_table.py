@@ -22,6 +22,8 @@ from gradtools import (
     assert_close,
     central_difference,
     cr_value_and_grads,
+    hvp_ours,
+    hvp_torch,
     ops_in_graph,
     table_rows,
     to_torch,
@@ -399,33 +401,6 @@ def test_float32_in_float32_out(case):
         assert_close(g, g64, rtol=1e-3, atol=1e-4, what=case.id)
 
 
-def _hvp_ours(case, arrays, wrt, w, v):
-    """d/d(inputs, w) of sum_i <v_i, d sum(out * w)/d input_i>: differentiating with respect to
-    w too runs every backward rule's own backward rule (the VJP of the VJP)."""
-    tensors = [cr.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
-    wt = cr.tensor(w, requires_grad=True)
-    loss = (case.ours(*tensors) * wt).sum()
-    targets = [tensors[i] for i in wrt]
-    grads = cr.gradients(loss, targets, create_graph=True)
-    total = cr.tensor(0.0)
-    for g, vi in zip(grads, v):
-        total = total + (g * cr.tensor(vi)).sum()
-    hv = cr.gradients(total, targets + [wt])
-    return [np.zeros_like(t.data) if h is None else h.data for h, t in zip(hv, targets + [wt])]
-
-
-def _hvp_theirs(case, arrays, wrt, w, v):
-    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
-    wt = to_torch(w, requires_grad=True)
-    loss = (case.theirs(*tensors) * wt).sum()
-    targets = [tensors[i] for i in wrt]
-    grads = torch.autograd.grad(loss, targets, create_graph=True)
-    total = sum((g * to_torch(vi)).sum() for g, vi in zip(grads, v))
-    hv = torch.autograd.grad(total, targets + [wt], allow_unused=True)
-    return [np.zeros(t.shape) if h is None else h.numpy(force=True)
-            for h, t in zip(hv, targets + [wt])]
-
-
 @pytest.mark.parametrize("case", [c for c in CASES if c.second],
                          ids=[c.id for c in CASES if c.second])
 def test_second_order_matches_torch(case):
@@ -435,8 +410,8 @@ def test_second_order_matches_torch(case):
     out = case.ours(*[cr.tensor(a) for a in arrays])
     w = rng.standard_normal(out.shape)
     v = [rng.standard_normal(arrays[i].shape) for i in wrt]
-    ours = _hvp_ours(case, arrays, wrt, w, v)
-    theirs = _hvp_theirs(case, arrays, wrt, w, v)
+    ours = hvp_ours(case.ours, arrays, wrt, w, v)
+    theirs = hvp_torch(case.theirs, arrays, wrt, w, v)
     assert len(ours) == len(theirs) == len(wrt) + 1
     for i, a, b in zip(list(wrt) + ["w"], ours, theirs):
         assert_close(a, b, rtol=1e-6, atol=1e-8, what=f"{case.id}: second derivative, {i}")
