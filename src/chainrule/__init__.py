@@ -15,6 +15,7 @@ from chainrule.autograd import (  # noqa: F401
     set_grad_enabled,
 )
 from chainrule.checkpoint import checkpoint  # noqa: F401
+from chainrule.contractions import *  # noqa: F401, F403 - (replace with explicit names)
 from chainrule.creation import (  # noqa: F401
     arange,
     eye,
@@ -132,6 +133,8 @@ from chainrule.ops import (  # noqa: F401
     where,
 )
 from chainrule.random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+from chainrule.reductions import *  # noqa: F401, F403 - (replace with explicit names)
+from chainrule.shapes import *  # noqa: F401, F403 - (replace with explicit names)
 from chainrule.tensor import Tensor, from_numpy, is_tensor, tensor  # noqa: F401
 from chainrule.transforms import (  # noqa: F401
     grad,

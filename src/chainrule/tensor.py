@@ -657,6 +657,14 @@ class Tensor:
     def log_softmax(self, axis=-1):
         return _ops.log_softmax(self, axis)
 
+    # --- contractions (chainrule/contractions.py) --------------------------------------------
+
+    # --- reductions (chainrule/reductions.py) ------------------------------------------------
+
+    # --- shape functions (chainrule/shapes.py) -----------------------------------------------
+
+    # --- PyTorch's spellings ------------------------------------------------------------------
+
 
 class _HookHandle:
     _next_id = 0
@@ -709,5 +717,8 @@ def is_scalar(x) -> bool:
 _NO_PARAMS = {}  # shared by every operator call: rules never modify their params
 _apply = autograd.apply
 autograd.Tensor = Tensor
+from chainrule import contractions as _con  # noqa: E402, F401
 from chainrule import elementwise as _ew  # noqa: E402  (so does elementwise)
 from chainrule import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
+from chainrule import reductions as _red  # noqa: E402, F401
+from chainrule import shapes as _shp  # noqa: E402, F401

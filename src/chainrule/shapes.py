@@ -1,0 +1,5 @@
+"""chainrule.shapes: (being written)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
