@@ -86,7 +86,14 @@ class Tensor:
 
     __slots__ = ("data", "grad", "grad_fn", "_requires_grad", "_hooks", "_version", "name",
                  "__weakref__")
-    __array_ufunc__ = None  # make NumPy defer to our reflected operators: ndarray * Tensor
+    # NumPy calls on Tensors (np.exp(t), np.sum(t), ndarray * Tensor) run chainrule's functions,
+    # or fail naming the function: never a silent conversion (see chainrule.numpy_dispatch).
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _dispatch.array_ufunc(ufunc, method, *inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _dispatch.array_function(func, types, args, kwargs)
+
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -443,7 +450,7 @@ class Tensor:
     def __or__(self, other):
         return _ops.logical_or(self, other)
 
-    def __rand__(self, other):  # ndarray & Tensor: NumPy defers to us (__array_ufunc__ = None)
+    def __rand__(self, other):  # ndarray & Tensor
         return _ops.logical_and(other, self)
 
     def __ror__(self, other):
@@ -719,6 +726,7 @@ _apply = autograd.apply
 autograd.Tensor = Tensor
 from chainrule import contractions as _con  # noqa: E402, F401
 from chainrule import elementwise as _ew  # noqa: E402  (so does elementwise)
+from chainrule import numpy_dispatch as _dispatch  # noqa: E402
 from chainrule import ops as _ops  # noqa: E402  (ops needs Tensor defined first)
 from chainrule import reductions as _red  # noqa: E402, F401
 from chainrule import shapes as _shp  # noqa: E402, F401
