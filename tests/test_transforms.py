@@ -226,3 +226,160 @@ def test_grad_through_closed_over_parameter_matches_torch():
 def test_plain_grad_result_is_not_recorded():
     g = cr.grad(lambda x: (x * x).sum())(V)
     assert g.grad_fn is None and not g.requires_grad
+
+
+# --- containers (pytrees): dicts, tuples, lists and namedtuples of tensors ----------------------
+def _params():
+    rng = np.random.default_rng(11)
+    return {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(2),
+            "extra": (rng.standard_normal(2), [rng.standard_normal(())])}
+
+
+def _tree_loss(p, x):
+    h = cr.tanh(x @ p["w"] + p["b"]) * p["extra"][0]
+    return (h * h).sum() + p["extra"][1][0] ** 2
+
+
+def _tree_loss_torch(p, x):
+    h = torch.tanh(x @ p["w"] + p["b"]) * p["extra"][0]
+    return (h * h).sum() + p["extra"][1][0] ** 2
+
+
+def _torch_tree(tree):
+    return torch.utils._pytree.tree_map(lambda a: torch.tensor(np.asarray(a)), tree)
+
+
+def _assert_same_tree(ours, theirs, rtol=1e-10):
+    from chainrule import pytree
+
+    leaves, treedef = pytree.flatten(ours)
+    t_leaves, t_spec = torch.utils._pytree.tree_flatten(theirs)
+    assert type(ours) is type(theirs) or isinstance(theirs, type(ours))
+    assert len(leaves) == len(t_leaves)
+    for a, b in zip(leaves, t_leaves):
+        assert isinstance(a, cr.Tensor)
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=rtol, atol=1e-12)
+
+
+X_TREE = np.random.default_rng(12).standard_normal((4, 3))
+
+
+def test_grad_of_a_dict_of_parameters_is_a_dict_of_the_same_shape_as_torch_func():
+    p = _params()
+    ours = cr.grad(_tree_loss)(p, X_TREE)
+    assert list(ours) == ["w", "b", "extra"]
+    assert isinstance(ours["extra"], tuple) and isinstance(ours["extra"][1], list)
+    theirs = torch.func.grad(_tree_loss_torch)(_torch_tree(p), torch.tensor(X_TREE))
+    _assert_same_tree(ours, theirs)
+
+
+def test_value_and_grad_with_several_container_arguments():
+    p = _params()
+    value, (gp, gx) = cr.value_and_grad(lambda p, xs: _tree_loss(p, xs[0]) * xs[1],
+                                        argnums=(0, 1))(p, [X_TREE, np.float64(2.0)])
+    tp = _torch_tree(p)
+    txs = [torch.tensor(X_TREE), torch.tensor(2.0, dtype=torch.float64)]
+    t_value, (tgp, tgx) = torch.func.grad_and_value(
+        lambda p, xs: _tree_loss_torch(p, xs[0]) * xs[1], argnums=(0, 1))(tp, txs)[::-1]
+    np.testing.assert_allclose(value.data, t_value.numpy(), rtol=1e-12)
+    _assert_same_tree(gp, tgp)
+    assert isinstance(gx, list) and len(gx) == 2
+    _assert_same_tree(gx, tgx)
+
+
+def test_a_tuple_of_differently_shaped_arrays_and_a_list_of_equal_shapes_stay_apart():
+    g = cr.grad(lambda p: (p[0] ** 2).sum() + p[1].sum())((np.ones(2), np.ones((3, 3))))
+    assert isinstance(g, tuple) and g[0].shape == (2,) and g[1].shape == (3, 3)
+    np.testing.assert_array_equal(g[0].data, [2.0, 2.0])
+    g = cr.grad(lambda p: p[0] * 3.0 + p[1] ** 2)([np.float64(1.0), np.float64(2.0)])
+    assert isinstance(g, list) and [float(v.data) for v in g] == [3.0, 4.0]
+    assert g[0].dtype == np.float64
+
+
+def test_a_namedtuple_and_none_keep_their_places():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+    g = cr.grad(lambda t: (t.a * t.b).sum())(Pair(np.array([1.0, 2.0]), np.array([3.0, 4.0])))
+    assert isinstance(g, Pair)
+    np.testing.assert_array_equal(g.a.data, [3.0, 4.0])
+    g = cr.grad(lambda t: t[0].sum())((np.ones(2), None))
+    assert g[1] is None
+
+
+def test_an_unused_leaf_is_named_in_the_warning():
+    with pytest.warns(UserWarning, match=r"argument 0\['b'\]"):
+        g = cr.grad(lambda p: p["a"].sum())({"a": np.ones(2), "b": np.ones(3)})
+    np.testing.assert_array_equal(g["b"].data, np.zeros(3))
+
+
+def test_an_empty_container_or_integer_leaf_is_refused_with_its_path():
+    with pytest.raises(TypeError, match="argument 0 holds no values"):
+        cr.grad(lambda p: cr.tensor(1.0))({})
+    with pytest.raises(TypeError, match=r"argument 0\['n'\] has dtype int64"):
+        cr.grad(lambda p: p["x"].sum())({"x": np.ones(2), "n": np.array([1, 2])})
+
+
+def test_vjp_with_a_dict_output_and_its_cotangent():
+    p = _params()
+    out, vjp_fn = cr.vjp(lambda p: {"h": cr.tanh(X_TREE @ p["w"]), "s": p["b"].sum()}, p)
+    assert set(out) == {"h", "s"}
+    u = {"h": np.random.default_rng(2).standard_normal((4, 2)), "s": np.float64(0.5)}
+    (g,) = vjp_fn(u)
+    tp = _torch_tree(p)
+    _, t_vjp = torch.func.vjp(lambda p: {"h": torch.tanh(torch.tensor(X_TREE) @ p["w"]),
+                                         "s": p["b"].sum()}, tp)
+    (tg,) = t_vjp(_torch_tree(u))
+    _assert_same_tree({k: g[k] for k in ("w", "b")}, {k: tg[k] for k in ("w", "b")})
+    with pytest.raises(ValueError, match="cotangent must have the structure"):
+        vjp_fn([u["h"], u["s"]])
+
+
+def test_jvp_linearize_and_hvp_take_containers_as_torch_func_does():
+    p = _params()
+    rng = np.random.default_rng(3)
+    v = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(2),
+         "extra": (rng.standard_normal(2), [rng.standard_normal(())])}
+
+    def f(p):
+        return {"loss": _tree_loss(p, X_TREE), "w2": p["w"] * 2.0}
+
+    def tf(p):
+        return {"loss": _tree_loss_torch(p, torch.tensor(X_TREE)), "w2": p["w"] * 2.0}
+
+    out, jv = cr.jvp(f, (p,), (v,))
+    t_out, t_jv = torch.func.jvp(tf, (_torch_tree(p),), (_torch_tree(v),))
+    _assert_same_tree(out, t_out)
+    _assert_same_tree(jv, t_jv, rtol=1e-9)
+    _, f_jvp = cr.linearize(f, p)
+    _assert_same_tree(f_jvp(v), t_jv, rtol=1e-9)
+    with pytest.raises(ValueError, match="tangent 0 must have the structure"):
+        cr.jvp(f, (p,), ({"w": v["w"]},))
+    _, hv = cr.hvp(lambda p: _tree_loss(p, X_TREE), (p,), (v,))
+    t_hv = torch.func.jvp(torch.func.grad(lambda p: _tree_loss_torch(p, torch.tensor(X_TREE))),
+                          (_torch_tree(p),), (_torch_tree(v),))[1]
+    _assert_same_tree(hv[0], t_hv, rtol=1e-8)
+
+
+@pytest.mark.parametrize("jac, tjac", [(cr.jacrev, torch.func.jacrev),
+                                       (cr.jacfwd, torch.func.jacfwd)], ids=["jacrev", "jacfwd"])
+def test_jacobians_of_containers_are_arranged_as_in_torch_func(jac, tjac):
+    p = {"w": np.random.default_rng(4).standard_normal((3, 2)), "b": np.ones(2)}
+    ours = jac(lambda p: (cr.tanh(X_TREE @ p["w"] + p["b"]), p["b"] * 3.0))(p)
+    theirs = tjac(lambda p: (torch.tanh(torch.tensor(X_TREE) @ p["w"] + p["b"]),
+                             p["b"] * 3.0))(_torch_tree(p))
+    assert isinstance(ours, tuple) and set(ours[0]) == {"w", "b"}
+    assert ours[0]["w"].shape == (4, 2, 3, 2)
+    for o, t in zip(ours, theirs):
+        _assert_same_tree(o, t)
+
+
+def test_second_order_through_a_dict():
+    def f(p):
+        return (p["a"] ** 3).sum() * p["c"]
+
+    p = {"a": np.array([1.0, 2.0]), "c": np.float64(2.0)}
+    g2 = cr.grad(lambda p: cr.grad(f)(p)["a"].sum())(p)
+    np.testing.assert_allclose(g2["a"].data, 6 * p["a"] * 2.0)
+    np.testing.assert_allclose(g2["c"].data, (3 * p["a"] ** 2).sum())

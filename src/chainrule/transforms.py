@@ -11,6 +11,11 @@ touch any ``.grad``. They nest: ``grad(lambda x: grad(f)(x).sum())`` is a second
 whenever an outer one is watching. The function returned by `vjp` is itself differentiable, with
 respect to the primals and to its cotangent.
 
+Containers: every argument that is differentiated, every output, cotangent and tangent may be a
+tuple, list, namedtuple or dict of tensors, nested (a pytree, see `chainrule.pytree`), and the
+results have the same structure, as in JAX: ``grad(loss)(params)`` with ``params`` a dict returns
+a dict of the same keys. A list is a container: ``[1.0, 2.0]`` is two values, not one array.
+
 Forward mode by transposition. The table holds vector-Jacobian products only, so J v is made from
 them: u -> J^T u is linear in u, so <J^T u, v> = <u, J v> and its gradient with respect to u is
 J v, at every u. `jvp` records one backward pass whose cotangent is a leaf u = 0
@@ -39,7 +44,7 @@ import weakref
 
 import numpy as np
 
-from chainrule import autograd, ops
+from chainrule import autograd, ops, pytree
 from chainrule.tensor import Tensor, _seed_gradient, as_array
 
 
@@ -77,7 +82,7 @@ def _argnums(argnums, n_args, where):
     return tuple(i % n_args for i in nums), many
 
 
-def _watch(args, nums, where):
+def _watch(args, nums, where, labels=None):
     """Copies of the arguments at ``nums`` that the graph can differentiate with respect to.
 
     An argument that already requires grad (an outer transform is watching it) is passed through
@@ -85,7 +90,7 @@ def _watch(args, nums, where):
     """
     args = list(args)
     nested = False
-    for i in nums:
+    for k, i in enumerate(nums):
         a = args[i]
         if isinstance(a, Tensor) and a.requires_grad and autograd.is_grad_enabled():
             args[i] = ops.reshape(a, a.shape)
@@ -93,7 +98,8 @@ def _watch(args, nums, where):
         else:
             data = as_array(a)
             if data.dtype.kind not in "fc":
-                raise TypeError(f"{where}: argument {i} has dtype {data.dtype}; only "
+                what = labels[k] if labels else f"argument {i}"
+                raise TypeError(f"{where}: {what} has dtype {data.dtype}; only "
                                 f"floating-point arguments can be differentiated")
             args[i] = Tensor(data, requires_grad=True)
     return args, nested
@@ -136,6 +142,51 @@ def _depends_on_outer(out, watched) -> bool:
     return False
 
 
+class _Trees:
+    """Arguments that are containers of tensors (see `chainrule.pytree`), watched leaf by leaf.
+
+    ``leaves`` are the watched leaves of all the trees, in order; ``args`` the arguments with
+    each tree rebuilt around its watched leaves (what ``f`` is called with); ``regroup`` turns
+    one value per leaf (a gradient, a tangent) back into one tree per argument.
+    """
+
+    def __init__(self, args, nums, where):
+        self.args, self.leaves, self.labels, self.defs = list(args), [], [], []
+        self.nested = False
+        for i in nums:
+            leaves, paths, treedef = pytree.flatten_with_paths(args[i])
+            if not leaves:
+                raise TypeError(f"{where}: argument {i} holds no values to differentiate")
+            labels = [f"argument {i}{p}" for p in paths]
+            watched, nested = _watch(leaves, range(len(leaves)), where, labels)
+            self.args[i] = pytree.unflatten(treedef, watched)
+            self.leaves += watched
+            self.labels += labels
+            self.defs.append(treedef)
+            self.nested |= nested
+
+    def regroup(self, flat):
+        trees, k = [], 0
+        for treedef in self.defs:
+            n = treedef.n_leaves
+            trees.append(pytree.unflatten(treedef, flat[k:k + n]))
+            k += n
+        return trees
+
+
+def _flat_like(tree, treedef, where, what):
+    """The leaves of ``tree``, which must have the structure ``treedef``."""
+    leaves, found = pytree.flatten(tree)
+    if treedef.is_leaf and not found.is_leaf:
+        raise ValueError(f"{where}: {what} is a {found.kind} but the value it goes with is one "
+                         f"tensor")
+    if not treedef.is_leaf and found != treedef:
+        raise ValueError(f"{where}: {what} must have the structure of the value it goes with "
+                         f"({treedef.kind} of {treedef.n_leaves} leaves); got a {found.kind} of "
+                         f"{found.n_leaves}")
+    return leaves
+
+
 def _zeros_for(t):
     return Tensor._wrap(np.zeros_like(t.data))
 
@@ -143,25 +194,18 @@ def _zeros_for(t):
 def _call_watched(f, args, kwargs, argnums, where, check, where_args=None):
     """Run ``f`` on ``args`` with the arguments in ``argnums`` watched (recorded as leaves).
 
-    Returns ``(out, targets, nested, many, nums)``: ``f``'s result passed through ``check``,
-    the watched arguments, whether the gradients must stay recorded for an outer transform,
-    whether several argnums were asked for, and their indices.
+    Returns ``(out, trees, nested, many, nums)``: ``f``'s result passed through ``check``,
+    the watched arguments (`_Trees`: each may be a container), whether the gradients must stay
+    recorded for an outer transform, whether several argnums were asked for, and their indices.
     """
     nums, many = _argnums(argnums, len(args), where_args or where)
-    watched, nested = _watch(args, nums, where)
+    trees = _Trees(args, nums, where)
     with autograd.enable_grad():
-        out = check(f(*watched, **kwargs))
-    targets = [watched[i] for i in nums]
-    return out, targets, nested or _depends_on_outer(out, targets), many, nums
-
-
-def _tensor_output(where):
-    def check(out):
-        if not isinstance(out, Tensor):
-            raise TypeError(f"{where}: f must return a Tensor, got {type(out).__name__}")
-        return out
-
-    return check
+        out = check(f(*trees.args, **kwargs))
+    targets = trees.leaves
+    outs = pytree.flatten(out)[0] if isinstance(out, (tuple, list, dict)) else [out]
+    nested = trees.nested or any(_depends_on_outer(o, targets) for o in outs)
+    return out, trees, nested, many, nums
 
 
 def _records(v) -> bool:
@@ -179,10 +223,10 @@ def _output(out, where):
 
 
 def _outputs(out, where):
-    """``f``'s result as a list of Tensors, and whether it was a tuple or list of them."""
-    if isinstance(out, (tuple, list)):
-        return [_output(o, where) for o in out], True
-    return [_output(out, where)], False
+    """``f``'s result as a list of Tensors (its leaves: it may be a container), and its
+    structure."""
+    leaves, treedef = pytree.flatten(out)
+    return [_output(o, where) for o in leaves], treedef
 
 
 def _scalar_output(out, where):
@@ -201,26 +245,37 @@ def _scalar_output(out, where):
 
 
 def _tangent(v, primal, i, where):
-    """Tangent ``i`` as an array (or a recorded Tensor) of the primal's shape and dtype."""
+    """Tangent ``i`` (an index or a label such as ``argument 0['w']``) as an array (or a
+    recorded Tensor) of the primal's shape and dtype."""
+    if isinstance(i, str) and i.removeprefix("argument ").isdigit():
+        i = int(i.removeprefix("argument "))
+    what = f"tangent {i}" if isinstance(i, int) else f"the tangent of {i}"
+    primal_name = f"primal {i}" if isinstance(i, int) else "its primal"
     if _records(v):
         t = v if v.dtype == primal.dtype else ops.astype(v, primal.dtype)
     else:
         t = as_array(v, primal.dtype)
     if t.shape != primal.shape:
-        raise ValueError(f"{where}: tangent {i} has shape {t.shape} but primal {i} has shape "
+        raise ValueError(f"{where}: {what} has shape {t.shape} but {primal_name} has shape "
                          f"{primal.shape}; they must match")
     return t
 
 
 def _primals_and_tangents(primals, tangents, where):
-    """``(primals, tangents, many)``: a tuple or list is one value per argument of ``f``."""
+    """``(trees, tangents, many)``: the watched primals (`_Trees`; a tuple or list is one value
+    per argument of ``f``, each of which may be a container) and the tangents, one per leaf."""
     many = isinstance(primals, (tuple, list))
     ps = tuple(primals) if many else (primals,)
     ts = tuple(tangents) if many and isinstance(tangents, (tuple, list)) else (tangents,)
     if len(ts) != len(ps):
         raise ValueError(f"{where}: {len(ps)} primals but {len(ts)} tangents; pass one tangent "
                          f"per primal")
-    return ps, ts, many
+    trees = _Trees(ps, range(len(ps)), where)
+    flat = []
+    for i, (t, treedef) in enumerate(zip(ts, trees.defs)):
+        flat += _flat_like(t, treedef, where, f"tangent {i}")
+    flat = [_tangent(v, w, label, where) for v, w, label in zip(flat, trees.leaves, trees.labels)]
+    return trees, flat, many
 
 
 def value_and_grad(f, argnums=0):
@@ -233,18 +288,17 @@ def value_and_grad(f, argnums=0):
 
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        out, targets, nested, many, nums = _call_watched(
+        out, trees, nested, many, nums = _call_watched(
             f, args, kwargs, argnums, "grad", lambda o: _scalar_output(o, "grad"),
             where_args="value_and_grad")
+        targets = trees.leaves
         grads = gradients(out, targets, create_graph=nested) if out.requires_grad else [None] * len(
             targets)
-        unused = [i for i, g in zip(nums, grads) if g is None]
+        unused = [label for label, g in zip(trees.labels, grads) if g is None]
         if unused:
-            which = "argument" if len(unused) == 1 else "arguments"
-            warnings.warn(f"grad: the output of f does not depend on {which} "
-                          f"{', '.join(map(str, unused))}; the gradient there is zero",
-                          UserWarning, stacklevel=3)
-        grads = [_zeros_for(t) if g is None else g for g, t in zip(grads, targets)]
+            warnings.warn(f"grad: the output of f does not depend on {', '.join(unused)}; the "
+                          f"gradient there is zero", UserWarning, stacklevel=3)
+        grads = trees.regroup([_zeros_for(t) if g is None else g for g, t in zip(grads, targets)])
         value = out if nested else out.detach()
         _retire(targets)
         return value, (tuple(grads) if many else grads[0])
@@ -269,24 +323,27 @@ def vjp(f, *primals):
     differentiable: when ``v`` is a Tensor that an outer transform is watching, the backward pass
     is recorded with ``v`` in it, so d(vjp_fn(v))/dv = J (this is how `jvp` works).
     """
-    watched, nested = _watch(primals, range(len(primals)), "vjp")
+    trees = _Trees(primals, range(len(primals)), "vjp")
+    watched = trees.leaves
     with autograd.enable_grad():
-        out = f(*watched)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"vjp: f must return a Tensor, got {type(out).__name__}")
-    nested = nested or _depends_on_outer(out, watched)
+        out = _tree_output("vjp")(f(*trees.args))
+    outs, out_def = pytree.flatten(out)
+    nested = trees.nested or any(_depends_on_outer(o, watched) for o in outs)
 
     def vjp_fn(v):
-        if not out.requires_grad:
-            return tuple(_zeros_for(t) for t in watched)
-        record = nested or _records(v)
-        v = v if isinstance(v, Tensor) or v is None else as_array(v, out.dtype)
-        grads = gradients(out, watched, grad_outputs=[v], retain_graph=True,
-                          create_graph=record)
-        return tuple(_zeros_for(t) if g is None else g for g, t in zip(grads, watched))
+        vs = _flat_like(v, out_def, "vjp", "the cotangent")
+        pairs = [(o, u if isinstance(u, Tensor) or u is None else as_array(u, o.dtype))
+                 for o, u in zip(outs, vs) if o.requires_grad]
+        if not pairs:
+            return tuple(trees.regroup([_zeros_for(t) for t in watched]))
+        record = nested or any(map(_records, vs))
+        grads = gradients([o for o, _ in pairs], watched, grad_outputs=[u for _, u in pairs],
+                          retain_graph=True, create_graph=record)
+        return tuple(trees.regroup([_zeros_for(t) if g is None else g
+                                    for g, t in zip(grads, watched)]))
 
     _retire(watched)
-    return (out if nested else out.detach()), vjp_fn
+    return pytree.unflatten(out_def, [o if nested else o.detach() for o in outs]), vjp_fn
 
 
 class _Linearized:
@@ -331,17 +388,16 @@ def jvp(f, primals, tangents):
     Tensor or a tuple of them; the result has the same structure. Computed by transposing a
     recorded vector-Jacobian product (see the module's docstring).
     """
-    ps, ts, _ = _primals_and_tangents(primals, tangents, "jvp")
-    watched, nested = _watch(ps, range(len(ps)), "jvp")
-    ts = [_tangent(v, w, i, "jvp") for i, (v, w) in enumerate(zip(ts, watched))]
+    trees, ts, _ = _primals_and_tangents(primals, tangents, "jvp")
+    watched = trees.leaves
     with autograd.enable_grad():
-        out = f(*watched)
-    outs, many_out = _outputs(out, "jvp")
-    nested = nested or any(_depends_on_outer(o, watched) for o in outs)
+        out = f(*trees.args)
+    outs, out_def = _outputs(out, "jvp")
+    nested = trees.nested or any(_depends_on_outer(o, watched) for o in outs)
     tans = _Linearized(outs, watched)(ts, create_graph=nested or any(map(_records, ts)))
     values = [o if nested else o.detach() for o in outs]
     _retire(watched)
-    return (tuple(values), tuple(tans)) if many_out else (values[0], tans[0])
+    return pytree.unflatten(out_def, values), pytree.unflatten(out_def, tans)
 
 
 def linearize(f, *primals):
@@ -351,49 +407,84 @@ def linearize(f, *primals):
     ``f_jvp`` costs one walk over them and never reruns ``f`` (keep ``f_jvp`` only as long as you
     need it: it holds the graph).
     """
-    watched, nested = _watch(primals, range(len(primals)), "linearize")
+    trees = _Trees(primals, range(len(primals)), "linearize")
+    watched = trees.leaves
     with autograd.enable_grad():
-        out = f(*watched)
-    outs, many_out = _outputs(out, "linearize")
-    nested = nested or any(_depends_on_outer(o, watched) for o in outs)
+        out = f(*trees.args)
+    outs, out_def = _outputs(out, "linearize")
+    nested = trees.nested or any(_depends_on_outer(o, watched) for o in outs)
     lin = _Linearized(outs, watched)
 
     def f_jvp(*tangents):
-        if len(tangents) != len(watched):
-            raise TypeError(f"linearize: f_jvp takes {len(watched)} tangents (one per primal), "
-                            f"got {len(tangents)}")
-        ts = [_tangent(v, w, i, "linearize") for i, (v, w) in enumerate(zip(tangents, watched))]
+        if len(tangents) != len(trees.defs):
+            raise TypeError(f"linearize: f_jvp takes {len(trees.defs)} tangents (one per "
+                            f"primal), got {len(tangents)}")
+        flat = []
+        for i, (t, treedef) in enumerate(zip(tangents, trees.defs)):
+            flat += _flat_like(t, treedef, "linearize", f"tangent {i}")
+        ts = [_tangent(v, w, label, "linearize")
+              for v, w, label in zip(flat, watched, trees.labels)]
         tans = lin(ts, create_graph=nested or any(map(_records, ts)))
-        return tuple(tans) if many_out else tans[0]
+        return pytree.unflatten(out_def, tans)
 
     values = [o if nested else o.detach() for o in outs]
     _retire(watched)
-    return (tuple(values) if many_out else values[0]), f_jvp
+    return pytree.unflatten(out_def, values), f_jvp
+
+
+def _tree_output(where):
+    """A check for ``f``'s result: a Tensor, or a container of Tensors (see `chainrule.pytree`)."""
+    def check(out):
+        for o in pytree.flatten(out)[0]:
+            if not isinstance(o, Tensor):
+                raise TypeError(f"{where}: f must return a Tensor (or a tuple, list or dict of "
+                                f"them), got {type(o).__name__}")
+        return out
+
+    return check
+
+
+def _jacobians(out, trees, many, jacobian_of):
+    """The Jacobians of each output leaf with respect to each watched argument, arranged as
+    JAX arranges them: the outputs' structure, each leaf holding one Jacobian per argument
+    (a tuple when several argnums were asked for), each with the argument's structure."""
+    out_leaves, out_def = pytree.flatten(out)
+    per_output = []
+    for o in out_leaves:
+        per_arg = trees.regroup(jacobian_of(o))
+        per_output.append(tuple(per_arg) if many else per_arg[0])
+    _retire(trees.leaves)
+    return pytree.unflatten(out_def, per_output)
 
 
 def jacrev(f, argnums=0):
     """The Jacobian by reverse mode, one VJP per output element: ``jacrev(f)(x)`` has shape
-    ``f(x).shape + x.shape``. Cheaper than `jacfwd` when f has fewer outputs than inputs."""
+    ``f(x).shape + x.shape``. Cheaper than `jacfwd` when f has fewer outputs than inputs.
+    ``x`` and ``f``'s result may be containers of tensors, arranged as in JAX."""
 
     @functools.wraps(f)
     def jacrev_f(*args):
-        out, targets, nested, many, _ = _call_watched(f, args, {}, argnums, "jacobian",
-                                                      _tensor_output("jacobian"))
-        rows = [[] for _ in targets]
-        for k in range(out.size):
-            onehot = np.zeros(out.size, dtype=out.dtype)
-            onehot[k] = 1
-            grads = (gradients(out, targets, grad_outputs=onehot.reshape(out.shape),
-                               retain_graph=True, create_graph=nested)
-                     if out.requires_grad else [None] * len(targets))
-            for r, g, t in zip(rows, grads, targets):
-                r.append(_zeros_for(t) if g is None else g)
-        jacs = []
-        for r, t in zip(rows, targets):
-            stacked = ops.stack(r) if r else Tensor._wrap(np.zeros((0,) + t.shape, t.dtype))
-            jacs.append(ops.reshape(stacked, out.shape + t.shape))
-        _retire(targets)
-        return tuple(jacs) if many else jacs[0]
+        out, trees, nested, many, _ = _call_watched(f, args, {}, argnums, "jacobian",
+                                                    _tree_output("jacobian"))
+        targets = trees.leaves
+
+        def jacobian_of(o):
+            rows = [[] for _ in targets]
+            for k in range(o.size):
+                onehot = np.zeros(o.size, dtype=o.dtype)
+                onehot[k] = 1
+                grads = (gradients(o, targets, grad_outputs=onehot.reshape(o.shape),
+                                   retain_graph=True, create_graph=nested)
+                         if o.requires_grad else [None] * len(targets))
+                for r, g, t in zip(rows, grads, targets):
+                    r.append(_zeros_for(t) if g is None else g)
+            jacs = []
+            for r, t in zip(rows, targets):
+                stacked = ops.stack(r) if r else Tensor._wrap(np.zeros((0,) + t.shape, t.dtype))
+                jacs.append(ops.reshape(stacked, o.shape + t.shape))
+            return jacs
+
+        return _jacobians(out, trees, many, jacobian_of)
 
     return jacrev_f
 
@@ -407,24 +498,28 @@ def jacfwd(f, argnums=0):
 
     @functools.wraps(f)
     def jacfwd_f(*args):
-        out, targets, nested, many, _ = _call_watched(f, args, {}, argnums, "jacfwd",
-                                                      _tensor_output("jacfwd"))
-        lin = _Linearized([out], targets)
-        jacs = []
-        for j, t in enumerate(targets):
-            columns = []
-            for k in range(t.size):
-                onehot = np.zeros(t.size, dtype=t.dtype)
-                onehot[k] = 1
-                tangents = [None] * len(targets)
-                tangents[j] = onehot.reshape(t.shape)
-                columns.append(lin(tangents, create_graph=nested)[0])
-            if columns:
-                jacs.append(ops.reshape(ops.stack(columns, axis=out.ndim), out.shape + t.shape))
-            else:
-                jacs.append(Tensor._wrap(np.zeros(out.shape + t.shape, out.dtype)))
-        _retire(targets)
-        return tuple(jacs) if many else jacs[0]
+        out, trees, nested, many, _ = _call_watched(f, args, {}, argnums, "jacfwd",
+                                                    _tree_output("jacfwd"))
+        targets = trees.leaves
+
+        def jacobian_of(o):
+            lin = _Linearized([o], targets)
+            jacs = []
+            for j, t in enumerate(targets):
+                columns = []
+                for k in range(t.size):
+                    onehot = np.zeros(t.size, dtype=t.dtype)
+                    onehot[k] = 1
+                    tangents = [None] * len(targets)
+                    tangents[j] = onehot.reshape(t.shape)
+                    columns.append(lin(tangents, create_graph=nested)[0])
+                if columns:
+                    jacs.append(ops.reshape(ops.stack(columns, axis=o.ndim), o.shape + t.shape))
+                else:
+                    jacs.append(Tensor._wrap(np.zeros(o.shape + t.shape, o.dtype)))
+            return jacs
+
+        return _jacobians(out, trees, many, jacobian_of)
 
     return jacfwd_f
 
@@ -446,12 +541,11 @@ def hvp(f, primals, tangents, *, mode="reverse"):
     """
     if mode not in ("reverse", "forward"):
         raise ValueError(f"hvp: mode must be 'reverse' or 'forward', not {mode!r}")
-    ps, ts, many = _primals_and_tangents(primals, tangents, "hvp")
-    watched, nested = _watch(ps, range(len(ps)), "hvp")
-    ts = [_tangent(v, w, i, "hvp") for i, (v, w) in enumerate(zip(ts, watched))]
+    trees, ts, many = _primals_and_tangents(primals, tangents, "hvp")
+    watched = trees.leaves
     with autograd.enable_grad():
-        out = _scalar_output(f(*watched), "hvp")
-    nested = nested or _depends_on_outer(out, watched)
+        out = _scalar_output(f(*trees.args), "hvp")
+    nested = trees.nested or _depends_on_outer(out, watched)
     record = nested or any(map(_records, ts))
     n = len(watched)
     gs = gradients(out, watched, create_graph=True) if out.requires_grad else [None] * n
@@ -464,7 +558,7 @@ def hvp(f, primals, tangents, *, mode="reverse"):
         hv = [None] * n
         for i, h in zip(live, _Linearized([gs[i] for i in live], watched)(ts, record)):
             hv[i] = h
-    hv = [_zeros_for(w) if h is None else h for h, w in zip(hv, watched)]
+    hv = trees.regroup([_zeros_for(w) if h is None else h for h, w in zip(hv, watched)])
     value = out if nested else out.detach()
     _retire(watched)
     return value, (tuple(hv) if many else hv[0])
