@@ -319,3 +319,29 @@ def test_second_order_gradients_through_a_promoted_cast():
     assert tg.dtype == torch.float32 and ts.grad.dtype == torch.float64
     np.testing.assert_allclose(g.data, tg.detach().numpy())
 
+
+
+UNARY_FLOAT_VALUED = ["exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf", "tan", "sinh",
+                      "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arctanh", "log2",
+                      "log10", "log1p", "expm1", "exp2", "deg2rad", "rad2deg"]
+UNARY_DTYPE_KEEPING = ["abs", "negative", "square", "sign", "relu"]
+_TORCH_NAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
+                "arctanh": "atanh", "negative": "neg", "deg2rad": "deg2rad",
+                "rad2deg": "rad2deg"}
+
+
+@pytest.mark.parametrize("name", UNARY_FLOAT_VALUED + UNARY_DTYPE_KEEPING)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_unary_ops_on_integer_and_bool_tensors_take_torchs_dtype(name, dtype):
+    values = np.array([0, 1, 1], dtype=dtype)
+    if name in UNARY_DTYPE_KEEPING and dtype is np.bool_:
+        pytest.skip("torch refuses most of these on bool (square gives int64, NumPy int8)")
+    theirs = getattr(torch, _TORCH_NAMES.get(name, name))(torch.tensor(values))
+    ours = getattr(cr, name)(cr.tensor(values))
+    assert ours.dtype == np.dtype(str(theirs.dtype).removeprefix("torch.")), name
+    if ours.dtype.kind == "f":
+        np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-6)
+
+
+def test_unary_ops_on_plain_integer_arrays_stay_numpys():
+    assert cr.exp(np.array([1, 2])).dtype == np.float64  # NumPy in, NumPy out

@@ -316,6 +316,9 @@ def apply(op: Primitive, args: tuple, params: dict):
         needs = (tx and x._requires_grad, ty and y._requires_grad)
     elif len(args) == 1 and isinstance(args[0], Tensor):
         arrays = (args[0].data,)
+        # exp of an integer tensor is float32, as in PyTorch (NumPy would give float64).
+        if op.to_float and arrays[0].dtype.kind in "biu":
+            arrays = (arrays[0].astype(DEFAULT_FLOAT),)
         needs = (args[0]._requires_grad,)
     else:
         if op.promotes is not None:

@@ -73,19 +73,22 @@ def _zero(g, ans, x, **params):
 # THE TABLE (elementwise)
 # ----------------------------------------------------------------------------------------------
 # --- trigonometric and hyperbolic ----------------------------------------------------------------
-tan = P("tan", np.tan, [lambda g, ans, x: g * (1 + ans * ans)], ["grad * (1 + tan(x)^2)"])
-sinh = P("sinh", np.sinh, [lambda g, ans, x: g * cosh(x)], ["grad * cosh(x)"])
-cosh = P("cosh", np.cosh, [lambda g, ans, x: g * sinh(x)], ["grad * sinh(x)"])
+tan = P("tan", np.tan, [lambda g, ans, x: g * (1 + ans * ans)], ["grad * (1 + tan(x)^2)"],
+        to_float=True)
+sinh = P("sinh", np.sinh, [lambda g, ans, x: g * cosh(x)], ["grad * cosh(x)"], to_float=True)
+cosh = P("cosh", np.cosh, [lambda g, ans, x: g * sinh(x)], ["grad * sinh(x)"], to_float=True)
 arcsin = P("arcsin", np.arcsin, [lambda g, ans, x: g / ops.sqrt(1 - x * x)],
-           ["grad / sqrt(1 - x^2)"])
+           ["grad / sqrt(1 - x^2)"], to_float=True)
 arccos = P("arccos", np.arccos, [lambda g, ans, x: -g / ops.sqrt(1 - x * x)],
-           ["-grad / sqrt(1 - x^2)"])
-arctan = P("arctan", np.arctan, [lambda g, ans, x: g / (1 + x * x)], ["grad / (1 + x^2)"])
+           ["-grad / sqrt(1 - x^2)"], to_float=True)
+arctan = P("arctan", np.arctan, [lambda g, ans, x: g / (1 + x * x)], ["grad / (1 + x^2)"],
+           to_float=True)
 arcsinh = P("arcsinh", np.arcsinh, [lambda g, ans, x: g / ops.sqrt(x * x + 1)],
-            ["grad / sqrt(x^2 + 1)"])
+            ["grad / sqrt(x^2 + 1)"], to_float=True)
 arccosh = P("arccosh", np.arccosh, [lambda g, ans, x: g / ops.sqrt(x * x - 1)],
-            ["grad / sqrt(x^2 - 1)"])
-arctanh = P("arctanh", np.arctanh, [lambda g, ans, x: g / (1 - x * x)], ["grad / (1 - x^2)"])
+            ["grad / sqrt(x^2 - 1)"], to_float=True)
+arctanh = P("arctanh", np.arctanh, [lambda g, ans, x: g / (1 - x * x)], ["grad / (1 - x^2)"],
+            to_float=True)
 arctan2 = P("arctan2", np.arctan2,
             [lambda g, ans, y, x: g * x / (x * x + y * y),         # d atan2(y, x)/dy
              lambda g, ans, y, x: -g * y / (x * x + y * y)],
@@ -95,18 +98,20 @@ hypot = P("hypot", np.hypot,
           [lambda g, ans, x, y: g * x / ans,
            lambda g, ans, x, y: g * y / ans],
           ["grad * x / hypot(x, y)", "grad * y / hypot(x, y)"], broadcasts=True, promotes=_BOTH)
-sinc = P("sinc", np.sinc, [_sinc_grad], ["grad * (cos(pi x) - sinc(x)) / x  (0 at x = 0)"])
+sinc = P("sinc", np.sinc, [_sinc_grad], ["grad * (cos(pi x) - sinc(x)) / x  (0 at x = 0)"],
+         to_float=True)
 deg2rad = P("deg2rad", np.deg2rad, [lambda g, ans, x: g * (math.pi / 180)],
-            ["grad * pi / 180"])
+            ["grad * pi / 180"], to_float=True)
 rad2deg = P("rad2deg", np.rad2deg, [lambda g, ans, x: g * (180 / math.pi)],
-            ["grad * 180 / pi"])
+            ["grad * 180 / pi"], to_float=True)
 
 # --- exponentials and logarithms -----------------------------------------------------------------
-log2 = P("log2", np.log2, [lambda g, ans, x: g / (x * _LN2)], ["grad / (x ln 2)"])
-log10 = P("log10", np.log10, [lambda g, ans, x: g / (x * _LN10)], ["grad / (x ln 10)"])
-log1p = P("log1p", np.log1p, [lambda g, ans, x: g / (1 + x)], ["grad / (1 + x)"])
-expm1 = P("expm1", np.expm1, [lambda g, ans, x: g * (ans + 1)], ["grad * exp(x)"])
-exp2 = P("exp2", np.exp2, [lambda g, ans, x: g * ans * _LN2], ["grad * 2^x ln 2"])
+log2 = P("log2", np.log2, [lambda g, ans, x: g / (x * _LN2)], ["grad / (x ln 2)"], to_float=True)
+log10 = P("log10", np.log10, [lambda g, ans, x: g / (x * _LN10)], ["grad / (x ln 10)"],
+          to_float=True)
+log1p = P("log1p", np.log1p, [lambda g, ans, x: g / (1 + x)], ["grad / (1 + x)"], to_float=True)
+expm1 = P("expm1", np.expm1, [lambda g, ans, x: g * (ans + 1)], ["grad * exp(x)"], to_float=True)
+exp2 = P("exp2", np.exp2, [lambda g, ans, x: g * ans * _LN2], ["grad * 2^x ln 2"], to_float=True)
 logaddexp = P("logaddexp", np.logaddexp,
               [lambda g, ans, x, y: g * ops.exp(x - ans),
                lambda g, ans, x, y: g * ops.exp(y - ans)],
@@ -121,7 +126,8 @@ logaddexp2 = P("logaddexp2", np.logaddexp2,
 # --- powers ------------------------------------------------------------------------------------
 square = P("square", np.square, [lambda g, ans, x: g * 2 * x], ["grad * 2 x"])
 reciprocal = P("reciprocal", _reciprocal, [lambda g, ans, x: -g * ans * ans], ["-grad / x^2"])
-cbrt = P("cbrt", np.cbrt, [lambda g, ans, x: g / (3 * ans * ans)], ["grad / (3 cbrt(x)^2)"])
+cbrt = P("cbrt", np.cbrt, [lambda g, ans, x: g / (3 * ans * ans)], ["grad / (3 cbrt(x)^2)"],
+         to_float=True)
 
 # --- piecewise: zero gradient, selections, remainders ------------------------------------------
 sign = P("sign", np.sign, [_zero], ["0"])

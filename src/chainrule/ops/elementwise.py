@@ -126,15 +126,16 @@ where = P("where", np.where,
           ["none", "grad * [cond]", "grad * [not cond]"], broadcasts=True, promotes=(1, 2))
 
 # --- elementwise functions ----------------------------------------------------------------------
-exp = P("exp", np.exp, [lambda g, ans, x: g * ans], ["grad * exp(x)"])
-log = P("log", np.log, [lambda g, ans, x: g / x], ["grad / x"])
-sqrt = P("sqrt", np.sqrt, [lambda g, ans, x: g / (2 * ans)], ["grad / (2 sqrt(x))"])
+exp = P("exp", np.exp, [lambda g, ans, x: g * ans], ["grad * exp(x)"], to_float=True)
+log = P("log", np.log, [lambda g, ans, x: g / x], ["grad / x"], to_float=True)
+sqrt = P("sqrt", np.sqrt, [lambda g, ans, x: g / (2 * ans)], ["grad / (2 sqrt(x))"], to_float=True)
 abs = P("abs", np.abs, [lambda g, ans, x: g * sign(x)], ["grad * sign(x)  (0 at x = 0)"])
-sin = P("sin", np.sin, [lambda g, ans, x: g * cos(x)], ["grad * cos(x)"])
-cos = P("cos", np.cos, [lambda g, ans, x: -g * sin(x)], ["-grad * sin(x)"])
-tanh = P("tanh", np.tanh, [lambda g, ans, x: g * (1 - ans * ans)], ["grad * (1 - tanh(x)^2)"])
+sin = P("sin", np.sin, [lambda g, ans, x: g * cos(x)], ["grad * cos(x)"], to_float=True)
+cos = P("cos", np.cos, [lambda g, ans, x: -g * sin(x)], ["-grad * sin(x)"], to_float=True)
+tanh = P("tanh", np.tanh, [lambda g, ans, x: g * (1 - ans * ans)], ["grad * (1 - tanh(x)^2)"],
+         to_float=True)
 sigmoid = P("sigmoid", _sigmoid, [lambda g, ans, x: g * ans * (1 - ans)],
-            ["grad * s(x) (1 - s(x))"])
+            ["grad * s(x) (1 - s(x))"], to_float=True)
 # relu passes no gradient at exactly 0 (as PyTorch); a maximum(x, 0) rule would pass half.
 relu = P("relu", lambda x: np.maximum(x, 0), [lambda g, ans, x: g * (ans > 0)],
          ["grad * [x > 0]"])
@@ -142,13 +143,13 @@ _leaky_relu = P("leaky_relu", lambda x, slope: np.where(x > 0, x, x * slope),
                [lambda g, ans, x, slope: where(x > 0, g, g * slope)],
                ["grad * (1 if x > 0 else slope)"])
 erf = P("erf", _erf_forward, [lambda g, ans, x: g * (2 / math.sqrt(math.pi)) * exp(-x * x)],
-        ["grad * 2/sqrt(pi) exp(-x^2)"])
+        ["grad * 2/sqrt(pi) exp(-x^2)"], to_float=True)
 gelu = P("gelu", lambda x: 0.5 * x * (1 + _erf_forward(x * (1 / math.sqrt(2)))),
          [lambda g, ans, x: g * (0.5 * (1 + erf(x * (1 / math.sqrt(2))))
                                  + x * exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi)))],
-         ["grad * (Phi(x) + x phi(x))"])
+         ["grad * (Phi(x) + x phi(x))"], to_float=True)
 softplus = P("softplus", lambda x: np.logaddexp(0, x), [lambda g, ans, x: g * sigmoid(x)],
-             ["grad * sigmoid(x)"])
+             ["grad * sigmoid(x)"], to_float=True)
 _clip = P("clip", lambda x, lo, hi: np.clip(x, lo, hi),
          [lambda g, ans, x, lo, hi: g * inside_mask(x, lo=lo, hi=hi, dtype=g.dtype)],
          ["grad * [lo <= x <= hi]"])
