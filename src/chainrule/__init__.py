@@ -15,7 +15,19 @@ from chainrule.autograd import (  # noqa: F401
     set_grad_enabled,
 )
 from chainrule.checkpoint import checkpoint  # noqa: F401
-from chainrule.contractions import *  # noqa: F401, F403 - (replace with explicit names)
+from chainrule.contractions import (  # noqa: F401
+    diag,
+    diagonal,
+    dot,
+    einsum,
+    inner,
+    kron,
+    outer,
+    tensordot,
+    trace,
+    tril,
+    triu,
+)
 from chainrule.creation import (  # noqa: F401
     arange,
     eye,
@@ -80,7 +92,9 @@ from chainrule.ops import (  # noqa: F401
     argmin,
     astype,
     broadcast_to,
+    cat,
     clip,
+    concat,
     concatenate,
     cos,
     divide,
@@ -133,9 +147,52 @@ from chainrule.ops import (  # noqa: F401
     where,
 )
 from chainrule.random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
-from chainrule.reductions import *  # noqa: F401, F403 - (replace with explicit names)
-from chainrule.shapes import *  # noqa: F401, F403 - (replace with explicit names)
-from chainrule.tensor import Tensor, from_numpy, is_tensor, tensor  # noqa: F401
+from chainrule.reductions import (  # noqa: F401
+    amax,
+    amin,
+    argsort,
+    average,
+    cumprod,
+    cumsum,
+    median,
+    nancumprod,
+    nancumsum,
+    nanmax,
+    nanmean,
+    nanmin,
+    nanprod,
+    nansum,
+    prod,
+    ptp,
+    sort,
+)
+from chainrule.shapes import (  # noqa: F401
+    array_split,
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    column_stack,
+    dsplit,
+    dstack,
+    flip,
+    fliplr,
+    flipud,
+    hsplit,
+    hstack,
+    moveaxis,
+    pad,
+    ravel,
+    repeat,
+    roll,
+    rot90,
+    select,
+    take,
+    take_along_axis,
+    tile,
+    vsplit,
+    vstack,
+)
+from chainrule.tensor import Tensor, device, from_numpy, is_tensor, tensor  # noqa: F401
 from chainrule.transforms import (  # noqa: F401
     grad,
     gradients,

@@ -11,8 +11,9 @@ Three outcomes, never a fourth:
   NumPy's own signature first, so an argument chainrule does not support (``out=``, ``dtype=``,
   ``where=``, a positional argument that would land on a different parameter) raises TypeError
   naming it, rather than being dropped or misread.
-- the function's result carries no gradient by nature (shapes, ``np.allclose``, ``np.nonzero``,
-  ``np.argsort``, ...): it runs on the values and returns what NumPy returns.
+- the function's result carries no gradient by nature and chainrule has no function of that
+  name (shapes, ``np.allclose``, ``np.nonzero``, ``np.count_nonzero``, ...): it runs on the
+  values and returns what NumPy returns.
 - anything else raises TypeError naming the function. It is never converted silently, which
   would cut the graph and drop the gradient without a word; ``np.f(t.numpy())`` says so in the
   code when that is what is meant.
@@ -38,7 +39,7 @@ _ACCUMULATE = {"add": "cumsum", "multiply": "cumprod"}
 # Functions whose result has no gradient: they run on the values.
 _VALUE_ONLY = frozenset({
     "shape", "ndim", "size", "allclose", "isclose", "array_equal", "array_equiv", "nonzero",
-    "flatnonzero", "argwhere", "count_nonzero", "argsort", "argpartition", "searchsorted",
+    "flatnonzero", "argwhere", "count_nonzero", "argpartition", "searchsorted",
     "iscomplexobj", "isrealobj", "shares_memory", "may_share_memory", "result_type", "can_cast",
     "min_scalar_type", "array_repr", "array_str", "array2string", "unique", "bincount",
     "digitize", "histogram", "histogram_bin_edges", "isin", "in1d", "any", "all", "argmax",

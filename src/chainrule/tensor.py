@@ -166,7 +166,9 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self.data.size
+        """The number of elements, NumPy's ``x.size`` (an int); called, PyTorch's ``x.size()``
+        (the shape, a tuple) or ``x.size(d)`` (one axis's length): see `Size`."""
+        return Size(self.data.size, self.data.shape)
 
     @property
     def T(self) -> Tensor:
@@ -463,38 +465,72 @@ class Tensor:
         return _ops.getitem(self, index)
 
     # --- methods (NumPy names; PyTorch aliases where users expect them) ------------------------
-    def sum(self, axis=None, keepdims=False):
-        return _ops.sum(self, axis, keepdims)
+    # PyTorch's dim=/keepdim= (and correction=/unbiased= for var, std) are accepted with the
+    # meanings the ops functions document; they are plain keywords, so the usual call stays cheap.
+    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _ops.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis=None, keepdims=False):
-        return _ops.mean(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _ops.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis=None, keepdims=False):
-        return _ops.max(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """NumPy's maximum over ``axis``; with PyTorch's ``dim=``, ``(values, indices)``."""
+        return _ops.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def min(self, axis=None, keepdims=False):
-        return _ops.min(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """NumPy's minimum over ``axis``; with PyTorch's ``dim=``, ``(values, indices)``."""
+        return _ops.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def var(self, axis=None, keepdims=False, ddof=0):
-        return _ops.var(self, axis, keepdims, ddof)
+    def var(self, axis=None, keepdims=False, ddof=None, *, dim=None, keepdim=None,
+            correction=None, unbiased=None):
+        """Variance: NumPy's ddof 0 by default, PyTorch's correction 1 when ``dim=`` is used."""
+        return _ops.var(self, axis, keepdims, ddof, dim=dim, keepdim=keepdim,
+                        correction=correction, unbiased=unbiased)
 
-    def std(self, axis=None, keepdims=False, ddof=0):
-        return _ops.std(self, axis, keepdims, ddof)
+    def std(self, axis=None, keepdims=False, ddof=None, *, dim=None, keepdim=None,
+            correction=None, unbiased=None):
+        """Standard deviation, with the defaults of `var`."""
+        return _ops.std(self, axis, keepdims, ddof, dim=dim, keepdim=keepdim,
+                        correction=correction, unbiased=unbiased)
 
-    def logsumexp(self, axis=None, keepdims=False):
-        return _ops.logsumexp(self, axis, keepdims)
+    def logsumexp(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _ops.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def argmax(self, axis=None, keepdims=False):
-        return _ops.argmax(self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def argmin(self, axis=None, keepdims=False):
-        return _ops.argmin(self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        return _ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def reshape(self, *shape):
         return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
-    def transpose(self, *axes):
-        return _ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def transpose(self, *axes, dim0=None, dim1=None):
+        """NumPy's ``transpose()`` (reverse the axes) and ``transpose(axes)`` (a permutation);
+        PyTorch's ``transpose(dim0, dim1)`` (swap two axes) where that is the only reading.
+
+        Two ints on a tensor that is not 2-D can only be PyTorch's swap. On a 2-D tensor
+        ``transpose(1, 0)`` is a swap in both readings, but ``transpose(0, 1)`` is NumPy's
+        identity and PyTorch's swap, so it raises rather than guess (see README, "NumPy and
+        PyTorch spellings")."""
+        if dim0 is not None or dim1 is not None:
+            if axes or dim0 is None or dim1 is None:
+                raise TypeError("transpose: PyTorch's form takes exactly dim0= and dim1=")
+            return _ops.swapaxes(self, dim0, dim1)
+        if len(axes) == 2 and all(_is_int(a) for a in axes):
+            ndim = self.data.ndim
+            a, b = (int(axes[0]) % max(ndim, 1), int(axes[1]) % max(ndim, 1))
+            if ndim == 2 and (a, b) == (0, 1):
+                raise TypeError(
+                    f"transpose{tuple(axes)} on a 2-D tensor is ambiguous: NumPy reads it as the "
+                    f"identity permutation, PyTorch as swapping the two axes. Write x.T, "
+                    f"x.swapaxes(0, 1) or x.permute(1, 0) to swap, or x.transpose((0, 1)) for "
+                    f"NumPy's identity")
+            if ndim != 2 or a == b or (a, b) == (1, 0):
+                return _ops.swapaxes(self, axes[0], axes[1])
+        if len(axes) == 1 and not _is_int(axes[0]):  # one tuple (or None), not one axis
+            axes = axes[0]
+        return _ops.transpose(self, None if isinstance(axes, tuple) and not axes else axes)
 
     def swapaxes(self, axis1, axis2):
         return _ops.swapaxes(self, axis1, axis2)
@@ -502,11 +538,12 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         return _ops.flatten(self, start_dim, end_dim)
 
-    def squeeze(self, axis=None):
-        return _ops.squeeze(self, axis)
+    def squeeze(self, axis=None, *, dim=None):
+        """Remove size-1 axes; with PyTorch's ``dim=``, axes of another size are left alone."""
+        return _ops.squeeze(self, axis, dim=dim)
 
-    def unsqueeze(self, axis):
-        return _ops.expand_dims(self, axis)
+    def unsqueeze(self, axis=None, *, dim=None):
+        return _ops.expand_dims(self, axis, dim=dim)
 
     expand_dims = unsqueeze
 
@@ -658,19 +695,355 @@ class Tensor:
     def clip(self, min=None, max=None):
         return _ops.clip(self, min, max)
 
-    def softmax(self, axis=-1):
-        return _ops.softmax(self, axis)
+    def softmax(self, axis=None, *, dim=None):
+        return _ops.softmax(self, axis, dim=dim)
 
-    def log_softmax(self, axis=-1):
-        return _ops.log_softmax(self, axis)
+    def log_softmax(self, axis=None, *, dim=None):
+        return _ops.log_softmax(self, axis, dim=dim)
 
     # --- contractions (chainrule/contractions.py) --------------------------------------------
+    # ndarray's reading for dot, trace and diagonal (PyTorch's dim1=/dim2= accepted too, same
+    # meaning); PyTorch's for diag, tril, triu, outer, inner and kron, raising where PyTorch
+    # refuses an input that NumPy's function would read differently (1-D tril, N-D outer).
+    def dot(self, b, out=None):
+        """``ndarray.dot``: NumPy's dot product for every ndim (``cr.dot``)."""
+        return _con.dot(self, b, out)
+
+    def trace(self, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+        """``ndarray.trace``: the sum along a diagonal (``cr.trace``)."""
+        return _con.trace(self, offset, axis1, axis2, dtype, out)
+
+    def diagonal(self, offset=0, axis1=None, axis2=None, *, dim1=None, dim2=None):
+        """``ndarray.diagonal`` (PyTorch's ``dim1=``/``dim2=`` also accepted): the diagonal over
+        two axes, moved to the last axis."""
+        return _con._diagonal_method(self, offset, axis1, axis2, dim1, dim2)
+
+    def diag(self, diagonal=0):
+        """PyTorch's ``diag``: a vector becomes a matrix with it on the ``diagonal``-th diagonal,
+        a matrix gives that diagonal (``np.diag``)."""
+        return _con._diag_method(self, diagonal)
+
+    def tril(self, diagonal=0):
+        """PyTorch's ``tril`` (at least 2-D): the lower triangle of the last two axes."""
+        return _con._triangle_method(self, diagonal, True)
+
+    def triu(self, diagonal=0):
+        """PyTorch's ``triu`` (at least 2-D): the upper triangle of the last two axes."""
+        return _con._triangle_method(self, diagonal, False)
+
+    def outer(self, vec2):
+        """PyTorch's ``outer`` of two vectors (``cr.outer`` flattens N-D inputs as NumPy)."""
+        return _con._outer_method(self, vec2)
+
+    def inner(self, other):
+        """PyTorch's (and NumPy's) ``inner``: the sum of products over the last axes."""
+        return _con.inner(self, other)
+
+    def kron(self, other):
+        """PyTorch's (and NumPy's) ``kron``: the Kronecker product."""
+        return _con.kron(self, other)
+
 
     # --- reductions (chainrule/reductions.py) ------------------------------------------------
+    # ndarray's reading for prod, cumsum, cumprod and argsort (PyTorch's dim=/keepdim= accepted,
+    # the same meaning); PyTorch's for nansum, nanmean and median (ndarray has no such method)
+    # and for sort, whose bare call raises: ndarray sorts in place, torch returns a pair.
+    def prod(self, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+        """The product over ``axis`` (``cr.prod``); PyTorch's ``dim=``/``keepdim=`` accepted."""
+        axis, keepdims = _red._torch_dims(axis, keepdims, dim, keepdim, "prod")
+        return _red.prod(self, axis, dtype, keepdims=keepdims)
+
+    def cumsum(self, axis=None, dtype=None, out=None, *, dim=None):
+        """``ndarray.cumsum``: along ``axis`` (None flattens); PyTorch's ``dim=`` accepted."""
+        axis, _ = _red._torch_dims(axis, False, dim, None, "cumsum")
+        return _red.cumsum(self, axis, dtype, out)
+
+    def cumprod(self, axis=None, dtype=None, out=None, *, dim=None):
+        """``ndarray.cumprod``: along ``axis`` (None flattens); PyTorch's ``dim=`` accepted."""
+        axis, _ = _red._torch_dims(axis, False, dim, None, "cumprod")
+        return _red.cumprod(self, axis, dtype, out)
+
+    def ptp(self, axis=None, out=None, keepdims=False):
+        """Peak to peak, ``max - min`` over ``axis`` (``cr.ptp``)."""
+        return _red.ptp(self, axis, out, keepdims)
+
+    def nansum(self, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+        """PyTorch's ``nansum(dim, keepdim)`` (``cr.nansum``): the sum with NaN as 0."""
+        axis, keepdims = _red._torch_dims(axis, keepdims, dim, keepdim, "nansum")
+        return _red.nansum(self, axis, dtype, keepdims=keepdims)
+
+    def nanmean(self, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+        """PyTorch's ``nanmean(dim, keepdim)`` (``cr.nanmean``): the mean of the non-NaN."""
+        axis, keepdims = _red._torch_dims(axis, keepdims, dim, keepdim, "nanmean")
+        return _red.nanmean(self, axis, dtype, keepdims=keepdims)
+
+    def median(self, dim=None, keepdim=False):
+        """PyTorch's ``median`` (ndarray has none): the LOWER median, unlike ``cr.median`` (NumPy's,
+        the mean of the two middle values for an even count). ``x.median()`` is a 0-d tensor
+        whose gradient ties share; ``x.median(dim)`` is ``(values, indices)``, the gradient going
+        to the entry at the index (the lower middle of the stable order)."""
+        return _red._median_method(self, dim, keepdim)
+
+    def sort(self, *args, **kwargs):
+        """PyTorch's ``sort(dim=-1, descending=False, stable=False)``: ``(values, indices)``; call
+        it with ``dim=`` or ``descending=``. ``x.sort()`` and ``x.sort(axis)`` raise TypeError:
+        ndarray sorts in place, torch returns a pair; ``cr.sort(x, axis)`` is the sorted copy."""
+        return _red._sort_method(self, args, kwargs)
+
+    def argsort(self, axis=-1, kind=None, order=None, *, dim=None, descending=None, stable=None):
+        """``ndarray.argsort(axis, kind)``; PyTorch's ``dim=``/``descending=`` (or a bool second
+        argument, torch's ``descending``) give torch's reading, ties in the stable order."""
+        return _red._argsort_method(self, axis, kind, order, dim, descending, stable)
 
     # --- shape functions (chainrule/shapes.py) -----------------------------------------------
+    # NumPy's reading where ndarray has the method (ravel, repeat, take); PyTorch's otherwise,
+    # accepting NumPy's keywords too where both mean the same (flip's axis=, roll's axis=).
+    def ravel(self, order="C"):
+        """The tensor as one dimension (a view where NumPy's is), as ``ndarray.ravel``."""
+        return _shp.ravel(self, order)
+
+    def repeat(self, *args, **kwargs):
+        """NumPy's ``ndarray.repeat(repeats, axis)``: each entry ``repeats`` times along the axis,
+        which must be given (``x.repeat(2, axis=0)``, ``x.repeat(2, 0)``, ``axis=None``
+        flattens). PyTorch's ``x.repeat(*sizes)`` tiles: that reading, and ``x.repeat(n)``,
+        raise TypeError pointing to ``x.tile(sizes)`` and ``x.repeat_interleave(n, dim)``."""
+        return _shp._repeat_method(self, args, kwargs)
+
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        """PyTorch's ``repeat_interleave``: each entry ``repeats`` times along ``dim`` (the
+        flattened tensor when None), NumPy's ``repeat``."""
+        return _shp._repeat_interleave_method(self, repeats, dim, output_size)
+
+    def take(self, indices, axis=None, mode="raise"):
+        """The entries at ``indices`` along ``axis`` (of the flattened tensor when None), as
+        ``ndarray.take`` (and PyTorch's ``take`` without an axis)."""
+        return _shp.take(self, indices, axis, mode)
+
+    def take_along_dim(self, indices, dim=None):
+        """PyTorch's ``take_along_dim``: NumPy's ``take_along_axis``; ``dim=None`` flattens the
+        tensor and the indices."""
+        return _shp._take_along_dim_method(self, indices, dim)
+
+    def tile(self, *reps, dims=None):
+        """The tensor repeated ``reps[i]`` times along each axis (ints, or one tuple), as
+        ``np.tile`` and PyTorch's ``tile`` (PyTorch's ``repeat(*sizes)``)."""
+        return _shp._tile_method(self, reps, dims)
+
+    def roll(self, shifts=None, dims=None, *, shift=None, axis=None):
+        """Shift the entries cyclically, as PyTorch's ``roll(shifts, dims)`` and ``np.roll``
+        (``dims=None``: the flattened tensor)."""
+        return _shp._roll_method(self, shifts, dims, shift, axis)
+
+    def flip(self, *axes, dims=None, axis=None):
+        """Reverse the entries along the given axes (ints, one tuple, ``dims=`` or ``axis=``);
+        with none, along every axis, as ``np.flip`` (PyTorch requires ``dims``). A view."""
+        return _shp._flip_method(self, axes, dims, axis)
+
+    def fliplr(self):
+        """Reverse axis 1, as ``np.fliplr`` and PyTorch's ``fliplr``."""
+        return _shp.fliplr(self)
+
+    def flipud(self):
+        """Reverse axis 0, as ``np.flipud`` and PyTorch's ``flipud``."""
+        return _shp.flipud(self)
+
+    def rot90(self, k=1, dims=(0, 1), *, axes=None):
+        """Rotate by 90 degrees ``k`` times in the plane of ``dims`` (or ``axes=``), as PyTorch's
+        ``rot90`` and ``np.rot90``."""
+        return _shp.rot90(self, k, dims if axes is None else axes)
+
+    def moveaxis(self, source, destination):
+        """Move the axes ``source`` to ``destination``, as ``np.moveaxis`` (PyTorch's
+        ``movedim``). A view."""
+        return _shp.moveaxis(self, source, destination)
+
+    movedim = moveaxis
 
     # --- PyTorch's spellings ------------------------------------------------------------------
+    # The same operations under torch's names, for code and habits that come from PyTorch. Where
+    # the two libraries give one spelling different meanings, the method raises rather than pick
+    # one silently (see README, "NumPy and PyTorch spellings").
+    def permute(self, *dims):
+        """The axes in the order ``dims`` (ints, or one tuple): NumPy's ``transpose(axes)``."""
+        return _ops.transpose(self, dims[0] if len(dims) == 1 and not _is_int(dims[0]) else dims)
+
+    def view(self, *shape):
+        """PyTorch's ``view(*shape)``: `reshape` (a view of the same memory when NumPy can make
+        one). ``view(dtype)``, which reinterprets the bytes, is refused."""
+        if len(shape) == 1 and not _is_int(shape[0]) and not isinstance(shape[0], tuple | list):
+            raise TypeError(f"view({shape[0]!r}): reinterpreting the bytes as another dtype "
+                            f"(NumPy's and PyTorch's view(dtype)) has no gradient and is not "
+                            f"supported; convert the values with .astype(dtype) or .to(dtype), "
+                            f"or reinterpret the array itself with .numpy().view(dtype)")
+        return _ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def numel(self) -> int:
+        """The number of elements (NumPy's ``x.size``)."""
+        return self.data.size
+
+    def dim(self) -> int:
+        """The number of axes (NumPy's ``x.ndim``)."""
+        return self.data.ndim
+
+    def float(self) -> Tensor:
+        """Cast to float32 (differentiable), as ``astype(cr.float32)``."""
+        return _ops.astype(self, np.float32)
+
+    def double(self) -> Tensor:
+        """Cast to float64 (differentiable)."""
+        return _ops.astype(self, np.float64)
+
+    def half(self) -> Tensor:
+        """Cast to float16 (differentiable)."""
+        return _ops.astype(self, np.float16)
+
+    def long(self) -> Tensor:
+        """Cast to int64 (no gradient flows through an integer result)."""
+        return _ops.astype(self, np.int64)
+
+    def int(self) -> Tensor:
+        """Cast to int32, as torch's ``int()`` (``int(x)``, the Python number, is unchanged)."""
+        return _ops.astype(self, np.int32)
+
+    @property
+    def device(self) -> device:
+        """Always ``cr.device("cpu")``: chainrule computes with NumPy on the CPU."""
+        return _CPU
+
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """PyTorch's ``to``: ``to(dtype)``, ``to("cpu")``, ``to(cr.device("cpu"))``,
+        ``to(other_tensor)`` (its dtype), or a device and a dtype. Returns self when nothing
+        changes (a copy with ``copy=True``); another device than the CPU raises."""
+        target = _to_dtype(args, dtype, device, "Tensor.to")
+        if target is None or target == self.data.dtype:
+            return self.clone() if copy else self
+        return _ops.astype(self, target)
+
+    def swapdims(self, dim0, dim1):
+        """PyTorch's name of `swapaxes`."""
+        return _ops.swapaxes(self, dim0, dim1)
+
+    def expand(self, *sizes):
+        """PyTorch's ``expand``: `broadcast_to` the shape ``sizes``, where -1 keeps that axis's
+        size (new leading axes need an explicit size)."""
+        sizes = tuple(sizes[0]) if len(sizes) == 1 and not _is_int(sizes[0]) else sizes
+        shape = self.data.shape
+        lead = len(sizes) - len(shape)
+        if lead < 0:
+            raise ValueError(f"expand: {len(sizes)} sizes {sizes} for a tensor of shape {shape} "
+                             f"(at least {len(shape)} are needed)")
+        out = []
+        for i, n in enumerate(sizes):
+            if n == -1:
+                if i < lead:
+                    raise ValueError(f"expand: -1 is not allowed for the new leading axis {i} "
+                                     f"in {sizes}")
+                n = shape[i - lead]
+            out.append(int(n))
+        return _ops.broadcast_to(self, tuple(out))
+
+    def clamp(self, min=None, max=None):
+        """PyTorch's name of `clip`: limit the values to [min, max] (either may be None)."""
+        return _ops.clip(self, min, max)
+
+
+class Size(int):
+    """``x.size``: the number of elements as NumPy's ``x.size`` (an int: ``x.size == 6``,
+    arithmetic, ``range(x.size)``), and callable as PyTorch's ``x.size()`` (the shape as a
+    tuple) and ``x.size(d)`` (the length of axis ``d``)."""
+
+    def __new__(cls, n, shape):
+        self = super().__new__(cls, n)
+        self.shape = shape
+        return self
+
+    def __reduce__(self):  # copy and pickle rebuild it from both parts, not from the int alone
+        return (Size, (int(self), self.shape))
+
+    def __call__(self, dim=None):
+        if dim is None:
+            return self.shape
+        if not _is_int(dim):
+            raise TypeError(f"size(dim): dim must be an int, got {dim!r}")
+        if not -len(self.shape) <= dim < len(self.shape):
+            raise IndexError(f"size({dim}): axis out of range for shape {self.shape}")
+        return self.shape[dim]
+
+
+_DEVICE_TYPES = ("cuda", "mps", "xpu", "xla", "meta", "hip", "hpu", "ipu", "mtia", "vulkan",
+                 "lazy", "privateuseone", "mkldnn", "opengl", "opencl", "ideep", "fpga", "ve",
+                 "maia")
+
+
+class device:
+    """Where a tensor lives, as ``torch.device``. chainrule computes with NumPy on the CPU, so
+    ``cr.device("cpu")`` (or ``"cpu:0"``) is the only one; any other device raises, saying so,
+    instead of running somewhere the user did not ask for."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type="cpu", index=None):
+        if isinstance(type, device):
+            type, index = type.type, type.index if index is None else index
+        if not isinstance(type, str):
+            raise TypeError(f"cr.device: expected a string such as 'cpu', got "
+                            f"{type.__class__.__name__} {type!r}")
+        kind, colon, number = type.partition(":")
+        if colon:
+            if index is not None or not number.isdigit():
+                raise RuntimeError(f"cr.device: invalid device string {type!r}")
+            index = int(number)
+        if kind != "cpu":
+            known = kind in _DEVICE_TYPES
+            raise RuntimeError(
+                f"cr.device({type!r}): chainrule runs on the CPU only (it computes with NumPy), "
+                + (f"there is no {kind} device; " if known else f"and {kind!r} is not a device "
+                   f"type; ") + "use 'cpu' or leave the device out")
+        if index is not None and (not _is_int(index) or index < 0):
+            raise RuntimeError(f"cr.device: the index must be a non-negative int, got {index!r}")
+        self.type = "cpu"
+        self.index = None if index is None else int(index)
+
+    def __eq__(self, other):
+        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __repr__(self):
+        extra = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{extra})"
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+
+_CPU = device("cpu")
+
+
+def _to_dtype(args, dtype, where_to, where):
+    """The dtype that ``.to(*args, dtype=, device=)`` asks for (None: keep), checking that any
+    device it names is the CPU. Strings name a device ("cpu", "cuda:0") when they start with a
+    device type, a dtype otherwise ("float32")."""
+    found = [] if dtype is None else [dtype]
+    for a in args + (() if where_to is None else (where_to,)):
+        if isinstance(a, Tensor):
+            found.append(a.data.dtype)
+        elif isinstance(a, device):
+            pass
+        elif isinstance(a, str) and a.partition(":")[0] in ("cpu",) + _DEVICE_TYPES:
+            device(a)  # raises for anything but the CPU
+        else:
+            try:
+                if a is None:  # np.dtype(None) would quietly mean float64
+                    raise TypeError
+                found.append(np.dtype(a))
+            except (TypeError, ValueError):
+                raise TypeError(f"{where}: {a!r} is neither a dtype, a device nor a tensor "
+                                f"(e.g. .to(cr.float32), .to('cpu'), .to(other))") from None
+    if len(found) > 1 and len({np.dtype(d) for d in found}) > 1:
+        raise TypeError(f"{where}: more than one dtype given ({', '.join(map(str, found))})")
+    return np.dtype(found[0]) if found else None
 
 
 class _HookHandle:
@@ -715,6 +1088,10 @@ def from_numpy(array: np.ndarray, requires_grad=False) -> Tensor:
 
 def is_tensor(x) -> bool:
     return isinstance(x, Tensor)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def is_scalar(x) -> bool:

@@ -6,7 +6,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from chainrule.tensor import Tensor, as_array
+from chainrule.tensor import Tensor, _to_dtype, as_array
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -209,9 +209,18 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
-    def to(self, dtype):
-        """Cast every parameter and floating buffer to ``dtype`` (in place); returns self."""
-        dtype = np.dtype(dtype)
+    def to(self, *args, dtype=None, device=None):
+        """PyTorch's ``Module.to``: ``to(dtype)`` casts every floating parameter and buffer to
+        ``dtype`` in place; ``to("cpu")`` / ``to(cr.device("cpu"))`` change nothing (chainrule
+        runs on the CPU) and any other device raises; ``to(tensor)`` takes the tensor's dtype,
+        and a device and a dtype may come together. Returns self."""
+        dtype = _to_dtype(args, dtype, device, f"{type(self).__name__}.to")
+        if dtype is None:
+            return self
+        if dtype.kind not in "fc":
+            # As torch: casting the weights to an integer type would silently truncate them.
+            raise TypeError(f"{type(self).__name__}.to: only floating-point dtypes are accepted, "
+                            f"got {dtype}")
         for t in list(self.parameters()) + list(self.buffers()):
             if t.data.dtype.kind == "f":
                 t.data = t.data.astype(dtype)

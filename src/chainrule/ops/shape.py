@@ -151,9 +151,24 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:])
 
 
-def squeeze(x, axis=None):
-    """Remove axes of size 1 (all of them, or those in ``axis``)."""
+def _torch_axis(axis, dim, where):
+    """``axis`` or PyTorch's ``dim`` (the same meaning), refusing both."""
+    if axis is not None:
+        raise TypeError(f"{where}: got both axis={axis!r} and dim={dim!r}; they are the same "
+                        f"argument (NumPy's and PyTorch's name), pass one")
+    return dim
+
+
+def squeeze(x, axis=None, *, dim=None):
+    """Remove axes of size 1 (all of them, or those in ``axis``; one of another size raises).
+
+    With PyTorch's ``dim=``, PyTorch's meaning: the axes in ``dim`` that have size 1 are
+    removed and the others are left alone (no error)."""
     shape = np.shape(x)
+    if dim is not None:
+        _torch_axis(axis, dim, "squeeze")
+        axes = _axes(dim, len(shape), "squeeze")
+        return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes or n != 1))
     axes = _axes(axis, len(shape), "squeeze")
     if axes is None:
         axes = tuple(i for i, n in enumerate(shape) if n == 1)
@@ -163,8 +178,12 @@ def squeeze(x, axis=None):
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
-def expand_dims(x, axis):
-    """Insert an axis of size 1 at ``axis``."""
+def expand_dims(x, axis=None, *, dim=None):
+    """Insert an axis of size 1 at ``axis`` (PyTorch's ``dim=`` accepted)."""
+    if dim is not None:
+        axis = _torch_axis(axis, dim, "expand_dims")
+    elif axis is None:
+        raise TypeError("expand_dims: missing the axis (or dim) at which to insert the new axis")
     shape = np.shape(x)
     a = _one_axis(axis, len(shape) + 1, "expand_dims")
     return reshape(x, shape[:a] + (1,) + shape[a:])
@@ -186,8 +205,12 @@ def broadcast_to(x, shape):
     return _broadcast_to(x, shape=shape, in_shape=in_shape)
 
 
-def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
+def concatenate(tensors, axis=None, *, dim=None):
+    """Join tensors along an existing axis (default 0; PyTorch's ``dim=`` accepted)."""
+    if dim is not None:
+        axis = _torch_axis(axis, dim, "concatenate")
+    elif axis is None:
+        axis = 0
     tensors = list(tensors)
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
@@ -200,8 +223,20 @@ def concatenate(tensors, axis=0):
     return _concatenate(*tensors, axis=a, sizes=tuple(s[a] for s in shapes))
 
 
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis."""
+def cat(tensors, dim=0):
+    """PyTorch's name of `concatenate`: join tensors along the existing axis ``dim``."""
+    return concatenate(tensors, dim=dim)
+
+
+concat = cat
+
+
+def stack(tensors, axis=None, *, dim=None):
+    """Join tensors of one shape along a new axis (default 0; PyTorch's ``dim=`` accepted)."""
+    if dim is not None:
+        axis = _torch_axis(axis, dim, "stack")
+    elif axis is None:
+        axis = 0
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: needs at least one tensor")
@@ -211,12 +246,20 @@ def stack(tensors, axis=0):
     return _stack(*tensors, axis=_one_axis(axis, len(shapes[0]) + 1, "stack"))
 
 
-def split(x, indices_or_sections, axis=0):
-    """Split into pieces along ``axis``: a number of equal sections or a list of split points."""
+def split(x, indices_or_sections, axis=None, *, dim=None):
+    """Split into pieces along ``axis`` (default 0): a number of equal sections or a list of
+    split points, as NumPy.
+
+    With PyTorch's ``dim=``, PyTorch's meaning of the second argument (``torch.split``): an int
+    is the size of each piece (the last may be smaller), a list the sizes of the pieces."""
+    if dim is not None:
+        axis = _torch_axis(axis, dim, "split")
     shape = np.shape(x)
-    a = _one_axis(axis, len(shape), "split")
+    a = _one_axis(0 if axis is None else axis, len(shape), "split")
     n = shape[a]
-    if isinstance(indices_or_sections, (int, np.integer)):
+    if dim is not None:
+        points = _torch_split_points(indices_or_sections, n, a)
+    elif isinstance(indices_or_sections, (int, np.integer)):
         k = int(indices_or_sections)
         if k <= 0 or n % k:
             raise ValueError(f"split: axis {a} of size {n} does not split into {k} equal sections")
@@ -226,6 +269,20 @@ def split(x, indices_or_sections, axis=0):
     bounds = [0] + points + [n]
     lead = (slice(None),) * a
     return [getitem(x, lead + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _torch_split_points(size_or_sizes, n, a):
+    """The split points of ``torch.split(x, size_or_sizes, dim=a)`` along an axis of size n."""
+    if isinstance(size_or_sizes, (int, np.integer)):
+        k = int(size_or_sizes)
+        if k <= 0:
+            raise ValueError(f"split: the piece size must be positive, got {k}")
+        return list(range(k, n, k))
+    sizes = [int(k) for k in size_or_sizes]
+    if builtins.sum(sizes) != n or builtins.any(k < 0 for k in sizes):
+        raise ValueError(f"split: the sizes {sizes} must be non-negative and add up to {n}, the "
+                         f"size of axis {a}")
+    return np.cumsum(sizes[:-1]).tolist()
 
 
 def _is_basic(index) -> bool:

@@ -21,8 +21,11 @@ from chainrule.tensor import Tensor
 class Optimizer:
     """Base class of all optimizers.
 
-    ``params`` is an iterable of leaf tensors that require grad, or a list of dicts each holding
-    ``"params"`` and any option that overrides ``defaults`` for that group (as in PyTorch).
+    ``params`` is an iterable of leaf tensors, or a list of dicts each holding ``"params"`` and
+    any option that overrides ``defaults`` for that group (as in PyTorch). As in PyTorch, a
+    frozen parameter (``requires_grad=False``, e.g. after ``model.requires_grad_(False)``) is
+    accepted: backward gives it no gradient, so `step` skips it (its state untouched) until it
+    is unfrozen and has a gradient again.
     """
 
     def __init__(self, params, defaults: dict):
@@ -91,7 +94,10 @@ class Optimizer:
                     p.grad._version[0] += 1
 
     def step(self, closure=None):
-        """Update every parameter that has a gradient; returns ``closure()`` if one is given."""
+        """Update every parameter that has a gradient; returns ``closure()`` if one is given.
+
+        A parameter without one (frozen, or not reached by backward) is skipped, as in PyTorch:
+        it keeps its value and its optimizer state (momentum, step count) does not advance."""
         loss = None
         if closure is not None:
             from chainrule.autograd import enable_grad
@@ -223,9 +229,6 @@ def _as_list(params, name) -> list:
 def _check_param(name, i, p):
     if not isinstance(p, Tensor):
         raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, not a Tensor")
-    if not p.requires_grad:
-        raise ValueError(f"{name}: parameter {i} (shape {p.shape}) does not require grad; "
-                         f"create it with requires_grad=True or leave it out")
     if not p.is_leaf:
         raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor (it was "
                          f"made by {p.grad_fn.name}); optimizers can only update leaves")
