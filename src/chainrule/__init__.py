@@ -193,6 +193,7 @@ from chainrule.shapes import (  # noqa: F401
     vstack,
 )
 from chainrule.tensor import Tensor, device, from_numpy, is_tensor, tensor  # noqa: F401
+from chainrule.threads import get_num_threads, num_threads, set_num_threads  # noqa: F401
 from chainrule.transforms import (  # noqa: F401
     grad,
     gradients,

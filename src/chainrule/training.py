@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
-from chainrule import nn
+from chainrule import nn, threads
 from chainrule.nn import functional as F
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
@@ -50,7 +50,7 @@ class Config:
     progress: bool = True
     report: bool = False
     stop_after: int | None = None
-    threads: int | None = None  # BLAS threads; None: 1 for small models (see _blas_threads)
+    threads: int | None = None  # BLAS threads; None: see threads.threads_for_model
     distributed: bool = False  # data parallel over MPI (run under mpiexec)
     extra: dict = field(default_factory=dict)
 
@@ -381,20 +381,8 @@ def _progress(iterable, total, desc, enabled):
                 dynamic_ncols=True)
 
 
-def _blas_threads(config: Config, n_parameters: int):
-    """How many BLAS threads the loop runs with. A small network's matrix products take
-    microseconds; splitting them over threads costs more than it saves, and on a busy machine
-    a waiting BLAS thread spins on a core another process needs: the default digits run took
-    8 s instead of 1.1 s that way. Large models keep the library default."""
-    if config.threads is not None:
-        return config.threads
-    return 1 if n_parameters * config.batch_size < 50_000_000 else None
-
-
 def fit(config: Config, log=print) -> dict:
     """Train as ``config`` says, write the outputs, and return the metrics."""
-    from threadpoolctl import threadpool_limits
-
     if config.distributed:
         from chainrule import distributed as dist
 
@@ -402,21 +390,22 @@ def fit(config: Config, log=print) -> dict:
         if not dist.is_main():
             log = _silent  # only rank 0 prints and writes files
         with dist.abort_on_error():
-            return _fit_with_threads(config, log, threadpool_limits)
-    return _fit_with_threads(config, log, threadpool_limits)
+            return _fit_with_threads(config, log)
+    return _fit_with_threads(config, log)
 
 
 def _silent(*args, **kwargs):
     pass
 
 
-def _fit_with_threads(config, log, threadpool_limits):
+def _fit_with_threads(config, log):
     data = load_data(config)
     cr.manual_seed(config.seed)
     model = build_model(data.n_inputs, config.hidden, data.n_classes, config.activation,
                         data.train[0])
-    with threadpool_limits(limits=_blas_threads(config, model.num_parameters()),
-                           user_api="blas"):
+    # the one thread policy: chainrule.threads (1 thread for small models unless --threads)
+    with threads.num_threads(threads.threads_for_model(model.num_parameters(),
+                                                       config.batch_size, config.threads)):
         return _fit(config, data, model, log)
 
 
