@@ -6,7 +6,10 @@ from it with the operators and functions below; ``loss.backward()`` fills ``x.gr
 
 from numpy import bool_, float16, float32, float64, int32, int64  # noqa: F401
 
-from chainrule import data, distributed, inspect, linalg, nn, optim  # noqa: F401
+import chainrule.tensor  # noqa: F401 - first: tensor.py imports the tables in their order
+
+# isort: split
+from chainrule import linalg  # noqa: F401
 from chainrule.autograd import (  # noqa: F401
     ShapeError,
     enable_grad,
@@ -76,15 +79,6 @@ from chainrule.elementwise import (  # noqa: F401 - cr.sign stays ops.sign (no g
     tan,
 )
 from chainrule.function import Function, FunctionCtx  # noqa: F401
-from chainrule.inspect import (  # noqa: F401
-    AnomalyError,
-    GradcheckError,
-    detect_anomaly,
-    draw,
-    explain,
-    gradcheck,
-)
-from chainrule.io import load, load_checkpoint, save, save_checkpoint  # noqa: F401
 from chainrule.ops import (  # noqa: F401
     abs,
     add,
@@ -210,3 +204,36 @@ from chainrule.transforms import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
+
+# The training stack and the inspection tools load on first use (`cr.nn`, `cr.draw`, ...), so
+# `import chainrule` costs little more than NumPy. Each entry: a name -> (module, attribute);
+# an attribute of None is the module itself.
+_LAZY = {
+    "data": ("chainrule.data", None), "distributed": ("chainrule.distributed", None),
+    "inspect": ("chainrule.inspect", None), "nn": ("chainrule.nn", None),
+    "optim": ("chainrule.optim", None),
+    "AnomalyError": ("chainrule.inspect", "AnomalyError"),
+    "GradcheckError": ("chainrule.inspect", "GradcheckError"),
+    "detect_anomaly": ("chainrule.inspect", "detect_anomaly"),
+    "draw": ("chainrule.inspect", "draw"), "explain": ("chainrule.inspect", "explain"),
+    "gradcheck": ("chainrule.inspect", "gradcheck"),
+    "load": ("chainrule.io", "load"), "save": ("chainrule.io", "save"),
+    "load_checkpoint": ("chainrule.io", "load_checkpoint"),
+    "save_checkpoint": ("chainrule.io", "save_checkpoint"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

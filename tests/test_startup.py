@@ -1,4 +1,4 @@
-"""chainrule.threads: the one BLAS-thread policy."""
+"""chainrule.threads (the one BLAS-thread policy) and what `import chainrule` loads."""
 
 from __future__ import annotations
 
@@ -59,3 +59,16 @@ def test_importing_chainrule_leaves_the_thread_count_alone():
             "print(a == b)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_importing_chainrule_loads_the_engine_only():
+    """The training stack and the inspection tools load on first use (`cr.nn`, `cr.draw`)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, chainrule as cr; first = set(sys.modules); cr.nn.Linear; cr.draw;"
+            "print(sorted(m for m in first if m.split('.')[:2] in (['chainrule', 'nn'],"
+            "['chainrule', 'inspect'], ['chainrule', 'data'], ['chainrule', 'io'],"
+            "['chainrule', 'optim'], ['chainrule', 'distributed']) or m == 'matplotlib'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
