@@ -159,3 +159,40 @@ def check_second_order(ours, theirs, arrays, wrt, v=None, what="", fd=True, seed
         numeric = hvp_finite_differences(ours, arrays, wrt, w, v)
         for i, a, b in zip(wrt, mine, numeric):
             assert_close(a, b, rtol=1e-4, atol=1e-5, what=f"{what}: H v of input {i} vs fd")
+
+
+# --- the case harness of the table-module tests (elementwise, contractions, reductions) --------
+# A case has ``ours`` (chainrule tensors -> tensor) and ``theirs`` (torch tensors -> tensor).
+def case_ours(case, arrays, wrt, dtype=np.float64):
+    """``(tensors, case.ours(*tensors))``, the inputs in ``wrt`` requiring grad."""
+    tensors = [cr.tensor(np.asarray(a, dtype), requires_grad=i in wrt)
+               for i, a in enumerate(arrays)]
+    return tensors, case.ours(*tensors)
+
+
+def case_weights(shape, dtype=np.float64):
+    """The fixed random weights ``w`` of the scalar ``sum(out * w)`` the cases differentiate."""
+    return np.random.default_rng(1).standard_normal(shape).astype(dtype)
+
+
+def case_torch_grads(case, arrays, wrt, w):
+    """PyTorch's ``(value, [d sum(out * w) / d input for input in wrt])`` as arrays."""
+    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    out = case.theirs(*tensors)
+    grads = torch.autograd.grad((out * to_torch(w)).sum(), [tensors[i] for i in wrt],
+                                allow_unused=True)
+    return out.detach().numpy(), [np.zeros(arrays[i].shape) if g is None else g.numpy()
+                                  for i, g in zip(wrt, grads)]
+
+
+def case_scalar_fn(case, w):
+    """``sum(case.ours(*arrays) * w)`` as a function of plain arrays, for finite differences."""
+    def f(*arrays):
+        with cr.no_grad():
+            out = case.ours(*[cr.tensor(a) for a in arrays])
+        return float((out.data * w).sum())
+    return f
+
+
+def grad_or_zeros(g, shape):
+    return np.zeros(shape) if g is None else g.data

@@ -22,8 +22,13 @@ import chainrule as cr
 import chainrule.contractions as con
 from gradtools import (
     assert_close,
+    case_ours,
+    case_scalar_fn,
+    case_torch_grads,
+    case_weights,
     central_difference,
     check_second_order,
+    grad_or_zeros,
     ops_in_graph,
     table_rows,
     to_torch,
@@ -168,52 +173,21 @@ IDS = [c.id for c in CASES]
 assert len(set(IDS)) == len(IDS), "case ids must be unique"
 
 
-# --- harness -------------------------------------------------------------------------------------
-def _ours(case, arrays, wrt, dtype=np.float64):
-    tensors = [cr.tensor(np.asarray(a, dtype), requires_grad=i in wrt)
-               for i, a in enumerate(arrays)]
-    return tensors, case.ours(*tensors)
-
-
-def _weights(shape, dtype=np.float64):
-    return np.random.default_rng(1).standard_normal(shape).astype(dtype)
-
-
-def _torch_grads(case, arrays, wrt, w):
-    tensors = [to_torch(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
-    out = case.theirs(*tensors)
-    grads = torch.autograd.grad((out * to_torch(w)).sum(), [tensors[i] for i in wrt],
-                                allow_unused=True)
-    return out.detach().numpy(), [np.zeros(arrays[i].shape) if g is None else g.numpy()
-                                  for i, g in zip(wrt, grads)]
-
-
-def _scalar_fn(case, w):
-    def f(*arrays):
-        with cr.no_grad():
-            out = case.ours(*[cr.tensor(a) for a in arrays])
-        return float((out.data * w).sum())
-    return f
-
-
-def _data(g, shape):
-    return np.zeros(shape) if g is None else g.data
-
-
+# --- checks (the harness is gradtools.case_*) ---------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_value_and_gradient_match_torch_and_finite_differences(case):
     arrays = case.inputs()
     wrt = case.diff(len(arrays))
-    tensors, out = _ours(case, arrays, wrt)
+    tensors, out = case_ours(case, arrays, wrt)
     assert isinstance(out, cr.Tensor) and out.dtype == np.float64
-    w = _weights(out.shape)
+    w = case_weights(out.shape)
     grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
-    expected, tgrads = _torch_grads(case, arrays, wrt, w)
+    expected, tgrads = case_torch_grads(case, arrays, wrt, w)
     assert out.shape == expected.shape, f"{case.id}: shape {out.shape} != {expected.shape}"
     assert_close(out, expected, what=f"{case.id}: value")
-    numeric = central_difference(_scalar_fn(case, w), arrays, wrt)
+    numeric = central_difference(case_scalar_fn(case, w), arrays, wrt)
     for i, g, tg, ng in zip(wrt, grads, tgrads, numeric):
-        g = _data(g, arrays[i].shape)
+        g = grad_or_zeros(g, arrays[i].shape)
         assert g.shape == arrays[i].shape and g.dtype == np.float64
         assert_close(g, tg, what=f"{case.id}: gradient {i} vs torch")
         assert_close(g, ng, rtol=1e-5, atol=1e-6, what=f"{case.id}: gradient {i} vs fd")
@@ -223,10 +197,10 @@ def test_value_and_gradient_match_torch_and_finite_differences(case):
 def test_float32_stays_float32(case):
     arrays = case.inputs()
     wrt = case.diff(len(arrays))
-    t64, out64 = _ours(case, arrays, wrt)
-    w = _weights(out64.shape)
+    t64, out64 = case_ours(case, arrays, wrt)
+    w = case_weights(out64.shape)
     g64 = cr.gradients((out64 * w).sum(), [t64[i] for i in wrt])
-    t32, out32 = _ours(case, arrays, wrt, np.float32)
+    t32, out32 = case_ours(case, arrays, wrt, np.float32)
     assert out32.dtype == np.float32, f"{case.id}: output is {out32.dtype}"
     seen = []
     for i in wrt:  # the gradient as it reaches the leaf, before any cast to the leaf's dtype
@@ -264,7 +238,7 @@ def test_every_contractions_row_has_a_case():
     exercised = set()
     for case in CASES:
         arrays = case.inputs()
-        _, out = _ours(case, arrays, case.diff(len(arrays)))
+        _, out = case_ours(case, arrays, case.diff(len(arrays)))
         ops_in_graph(out, exercised)
     missing = sorted(name for name, row in rows.items() if id(row) not in exercised)
     assert not missing, f"rows of chainrule.contractions without a test case: {missing}"
