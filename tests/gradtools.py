@@ -196,3 +196,27 @@ def case_scalar_fn(case, w):
 
 def grad_or_zeros(g, shape):
     return np.zeros(shape) if g is None else g.data
+
+
+def check_case_first_order(case):
+    """Value and first-order gradients of ``sum(case.ours(*x) * w)`` in float64: a Tensor of
+    PyTorch's shape and value, gradients of the inputs' shapes against PyTorch and (unless
+    ``case.fd`` is False) against central differences."""
+    arrays = case.inputs()
+    wrt = case.diff(len(arrays))
+    tensors, out = case_ours(case, arrays, wrt)
+    assert isinstance(out, cr.Tensor) and out.dtype == np.float64
+    w = case_weights(out.shape)
+    grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
+    expected, tgrads = case_torch_grads(case, arrays, wrt, w)
+    assert out.shape == expected.shape, f"{case.id}: shape {out.shape} vs {expected.shape}"
+    assert_close(out, expected, what=f"{case.id}: value")
+    for i, g, tg in zip(wrt, grads, tgrads):
+        g = grad_or_zeros(g, arrays[i].shape)
+        assert g.shape == arrays[i].shape and g.dtype == np.float64
+        assert_close(g, tg, rtol=1e-7, atol=1e-9, what=f"{case.id}: gradient {i} vs torch")
+    if getattr(case, "fd", True):
+        numeric = central_difference(case_scalar_fn(case, w), arrays, wrt)
+        for i, g, ng in zip(wrt, grads, numeric):
+            assert_close(grad_or_zeros(g, arrays[i].shape), ng, rtol=1e-5, atol=1e-6,
+                         what=f"{case.id}: gradient {i} vs finite differences")

@@ -23,12 +23,10 @@ import chainrule.contractions as con
 from gradtools import (
     assert_close,
     case_ours,
-    case_scalar_fn,
-    case_torch_grads,
     case_weights,
     central_difference,
+    check_case_first_order,
     check_second_order,
-    grad_or_zeros,
     ops_in_graph,
     table_rows,
     to_torch,
@@ -176,21 +174,7 @@ assert len(set(IDS)) == len(IDS), "case ids must be unique"
 # --- checks (the harness is gradtools.case_*) ---------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_value_and_gradient_match_torch_and_finite_differences(case):
-    arrays = case.inputs()
-    wrt = case.diff(len(arrays))
-    tensors, out = case_ours(case, arrays, wrt)
-    assert isinstance(out, cr.Tensor) and out.dtype == np.float64
-    w = case_weights(out.shape)
-    grads = cr.gradients((out * w).sum(), [tensors[i] for i in wrt])
-    expected, tgrads = case_torch_grads(case, arrays, wrt, w)
-    assert out.shape == expected.shape, f"{case.id}: shape {out.shape} != {expected.shape}"
-    assert_close(out, expected, what=f"{case.id}: value")
-    numeric = central_difference(case_scalar_fn(case, w), arrays, wrt)
-    for i, g, tg, ng in zip(wrt, grads, tgrads, numeric):
-        g = grad_or_zeros(g, arrays[i].shape)
-        assert g.shape == arrays[i].shape and g.dtype == np.float64
-        assert_close(g, tg, what=f"{case.id}: gradient {i} vs torch")
-        assert_close(g, ng, rtol=1e-5, atol=1e-6, what=f"{case.id}: gradient {i} vs fd")
+    check_case_first_order(case)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
