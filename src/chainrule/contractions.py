@@ -42,6 +42,7 @@ import numpy as np
 from chainrule import ops
 from chainrule.autograd import Primitive, ShapeError
 from chainrule.ops.elementwise import _BOTH
+from chainrule.ops.shape import _shape
 from chainrule.tensor import Tensor, as_array
 
 P = Primitive
@@ -54,10 +55,6 @@ _MAX_OPERANDS = 64
 # Above this many multiply-adds a gradient einsum goes through NumPy's path optimiser, which
 # hands pairs to BLAS: the C loops of optimize=False are ~9x slower at 200 x 200 (measured).
 _BLAS_FROM = 1 << 15
-
-
-def _shape(x):
-    return x.shape if isinstance(x, (Tensor, np.ndarray)) else np.shape(x)
 
 
 def _ndim(x):

@@ -98,11 +98,16 @@ def _values(obj):
     return obj
 
 
+_signatures: dict = {}  # callable -> its parameters (inspect.signature is slow: once each)
+
+
 def _parameters(fn):
-    try:
-        return list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # a C function without a signature
-        return None
+    if fn not in _signatures:
+        try:
+            _signatures[fn] = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):  # a C function without a signature
+            _signatures[fn] = None
+    return _signatures[fn]
 
 
 def _unsupported(where: str, what: str):

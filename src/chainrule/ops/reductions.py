@@ -15,7 +15,7 @@ import numpy as np
 
 from chainrule.autograd import Primitive
 from chainrule.ops.elementwise import _no_grad, equal_mask, exp, sqrt, where
-from chainrule.ops.shape import _axes, _ndim, _one_axis, broadcast_to, getitem, squeeze
+from chainrule.ops.shape import _axes, _ndim, _one_axis, _shape, broadcast_to, getitem, squeeze
 from chainrule.tensor import Tensor
 
 P = Primitive
@@ -121,7 +121,7 @@ def _reduce(row, name):
             axis = _torch_axis(axis, dim, name)
         if keepdim is not None:
             keepdims = _torch_keepdims(keepdims, keepdim, name)
-        shape = np.shape(x)
+        shape = _shape(x)
         return row(x, axis=_axes(axis, len(shape), name), keepdims=bool(keepdims), shape=shape)
 
     reduce.__name__ = reduce.__qualname__ = name
@@ -144,7 +144,7 @@ def _values_and_indices(x, dim, keepdims, find, where):
     """PyTorch's ``max``/``min`` along ``dim``: ``(values, indices)``. The values are gathered
     at the indices, so the gradient goes to that one element, as in torch (NumPy's reading
     ``max(x, axis)`` shares it among ties)."""
-    shape = np.shape(x)
+    shape = _shape(x)
     d = _one_axis(dim, len(shape), where)
     wrap = Tensor._wrap if isinstance(x, Tensor) else np.asarray
     if not shape:  # a 0-d tensor: torch allows dim 0 or -1 and returns the value and index 0
@@ -217,7 +217,7 @@ def var(x, axis=None, keepdims=False, ddof=None, *, dim=None, keepdim=None, corr
         keepdims = _torch_keepdims(keepdims, keepdim, "var")
     if ddof is None or correction is not None or unbiased is not None or torch_style:
         ddof = _ddof(ddof, correction, unbiased, torch_style, "var")
-    shape = np.shape(x)
+    shape = _shape(x)
     axis = _axes(axis, len(shape), "var")
     if _count(shape, axis) - ddof <= 0:
         raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for shape {shape}")
