@@ -12,13 +12,11 @@ run on the same number of cores.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
-import time
 
 import numpy as np
+import steps  # benchmarks/steps.py: the script's folder is on sys.path
 
 # PyTorch's OpenMP workers otherwise spin after each call and steal the cores NumPy's BLAS
 # needs for whatever runs next; passive waiting keeps the interleaved comparison fair.
@@ -116,49 +114,19 @@ def torch_runner(weights, x, y):
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step, (torch.from_numpy(x), torch.from_numpy(y))
+    return steps.torch_sgd_step(model, opt), (torch.from_numpy(x), torch.from_numpy(y))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
+    args = steps.parse(__doc__, rounds=50, batch=128, argv=argv)
 
     x, y, weights = make_data(args.batch)
     numpy_model = NumpyMLP(weights)
     runners = {"chainrule": chainrule_runner(weights, x, y),
                "numpy (by hand)": (numpy_model.step, (x, y))}
-    try:
-        import torch
+    steps.add_torch(runners, lambda: torch_runner(weights, x, y), args.threads)
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        runners["pytorch"] = torch_runner(weights, x, y)
-    except ImportError:
-        print("pytorch not installed: skipped", file=sys.stderr)
-
-    losses = {name: [fn(*fa) for _ in range(3)] for name, (fn, fa) in runners.items()}  # warm up
-    times = {name: [] for name in runners}
-    order = list(runners)
-    for r in range(args.rounds):
-        for name in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
-            fn, fa = runners[name]
-            start = time.perf_counter()
-            losses[name].append(fn(*fa))
-            times[name].append(time.perf_counter() - start)
+    losses, times = steps.time_interleaved(runners, args.rounds)
 
     med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     threads = args.threads or os.environ.get("OMP_NUM_THREADS", "default")
