@@ -217,6 +217,8 @@ _LAZY = {
     "detect_anomaly": ("chainrule.inspect", "detect_anomaly"),
     "draw": ("chainrule.inspect", "draw"), "explain": ("chainrule.inspect", "explain"),
     "gradcheck": ("chainrule.inspect", "gradcheck"),
+    "compile": ("chainrule.replay", "compile"),
+    "CompileError": ("chainrule.replay", "CompileError"),
     "load": ("chainrule.io", "load"), "save": ("chainrule.io", "save"),
     "load_checkpoint": ("chainrule.io", "load_checkpoint"),
     "save_checkpoint": ("chainrule.io", "save_checkpoint"),

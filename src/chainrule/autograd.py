@@ -171,15 +171,20 @@ class Primitive:
     ``promotes`` lists the inputs whose dtypes combine by PyTorch's promotion rules (see
     `result_type`) before the forward runs (``()``: all of them); ``to_float`` makes an integer
     or bool result the default float dtype, float32 (true division).
+
+    With ``residual=True`` the forward returns ``(output, residual)``: something it computed on
+    the way that the rules need (cross-entropy's softmax), so backward need not compute it again.
+    The rules then receive the residual where they would receive ``ans``.
     """
 
     __slots__ = ("name", "forward", "vjps", "vjp_all", "formulas", "broadcasts", "view",
                  "differentiable", "node_name", "promotes", "to_float", "numbers_kept",
-                 "_rule_reads", "_plans")
+                 "residual", "_rule_reads", "_plans")
 
     def __init__(self, name, forward, vjps=(), formulas=(), *, vjp_all=None, broadcasts=False,
-                 view=False, differentiable=True, promotes=None, to_float=False):
+                 view=False, differentiable=True, promotes=None, to_float=False, residual=False):
         self.name = name
+        self.residual = residual
         # () stands for every input (concatenate, stack)
         self.promotes = tuple(promotes) if promotes is not None else None
         self.to_float = to_float
@@ -202,7 +207,8 @@ class Primitive:
         for a in args:
             if isinstance(a, Tensor):
                 return apply(self, args, params)
-        return self.forward(*args, **params)
+        out = self.forward(*args, **params)
+        return out[0] if self.residual else out
 
     def save_plan(self, needs: tuple) -> tuple:
         """For the inputs that need a gradient: (keep ans?, keep input i? for each i)."""
@@ -318,7 +324,7 @@ def apply(op: Primitive, args: tuple, params: dict):
         arrays = (args[0].data,)
         # exp of an integer tensor is float32, as in PyTorch (NumPy would give float64).
         if op.to_float and arrays[0].dtype.kind in "biu":
-            arrays = (arrays[0].astype(DEFAULT_FLOAT),)
+            arrays = (derived(np.ndarray.astype, arrays[0], DEFAULT_FLOAT),)
         needs = (args[0]._requires_grad,)
     else:
         if op.promotes is not None:
@@ -336,6 +342,9 @@ def apply(op: Primitive, args: tuple, params: dict):
         raise ShapeError(f"{op.name}: {exc}") from None
     except (ValueError, IndexError, TypeError) as exc:
         raise _op_error(op, arrays, exc) from None
+    residual = None
+    if op.residual:
+        out, residual = out
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     result = Tensor.__new__(Tensor)
@@ -348,11 +357,46 @@ def apply(op: Primitive, args: tuple, params: dict):
     # A view shares its input's version counter, so writing through either is seen by both.
     result._version = args[0]._version if op.view and isinstance(args[0], Tensor) else [0]
     if True in needs and (not _threads_without_grad or _mode.enabled) and op.differentiable:
-        result.grad_fn = _record(op, args, arrays, params, out, needs, result._version)
+        result.grad_fn = _record(op, args, arrays, params, out, needs, result._version,
+                                 residual)
         result._requires_grad = True
     if checking:
         anomaly.on_forward(op, result.grad_fn, out, args)
+    if _tracer is not None:
+        _tracer.record(op, args, arrays, params, result, residual)
     return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Tracing, for `cr.compile` (chainrule.replay): while a trace runs, every operation reports
+# itself here, and so does any computation on arrays outside the operations that a replay must
+# repeat (a dtype conversion, a check of the labels) or cannot repeat (a random draw).
+# ----------------------------------------------------------------------------------------------
+_tracer = None  # the active trace, or None (nearly always): one global read per operation
+
+
+def derived(fn, array, *args):
+    """``fn(array, *args)``: an array computed from another outside an operation, which a
+    replay repeats."""
+    out = fn(array, *args)
+    if _tracer is not None:
+        _tracer.derive(fn, array, args, out)
+    return out
+
+
+def checked(check, *args):
+    """Run ``check(*args)``, a validation that raises on bad input; a replay runs it again on
+    its own inputs, so a bad label fails as loudly in a compiled step as in an eager one."""
+    check(*args)
+    if _tracer is not None:
+        _tracer.check(check, args)
+
+
+def untraceable(what: str) -> None:
+    """Raise when a trace is running: ``what`` (a random draw, an in-place write, ...) happens
+    outside the operations and cannot be replayed."""
+    if _tracer is not None:
+        _tracer.refuse(what)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -471,11 +515,12 @@ def _promote(op, args):
             arrays = True
             if a.data.dtype != dtype:
                 out[i] = (apply(_cast, (a,), {"dtype": dtype, "in_dtype": a.data.dtype})
-                          if op.differentiable else Tensor._wrap(a.data.astype(dtype)))
+                          if op.differentiable else
+                          Tensor._wrap(derived(np.ndarray.astype, a.data, dtype)))
         elif isinstance(a, np.ndarray):
             arrays = True
             if a.dtype != dtype:
-                out[i] = a.astype(dtype)
+                out[i] = derived(np.ndarray.astype, a, dtype)
         elif isinstance(a, np.generic):
             out[i] = a.item()
     if not arrays:  # only numbers take part (cr.where(mask, 1.0, 0.0)): they carry the dtype
@@ -521,7 +566,7 @@ def _version_of(value):
     return value._version[0] if isinstance(value, Tensor) else 0
 
 
-def _record(op, args, arrays, params, out, needs, out_version):
+def _record(op, args, arrays, params, out, needs, out_version, residual=None):
     keep_ans, keep = op._plans.get(needs) or op.save_plan(needs)
     if len(args) == 2:
         x, y = args
@@ -545,6 +590,8 @@ def _record(op, args, arrays, params, out, needs, out_version):
         shapes = tuple([x.shape if n else None for x, n in zip(arrays, needs)]
                        ) if op.broadcasts else None
     if keep_ans:
+        if residual is not None:  # the rules read it instead of the output: nothing else writes it
+            return Node(op, parents, saved, versions, residual, ([0], 0), params, shapes)
         return Node(op, parents, saved, versions, out, (out_version, out_version[0]), params,
                     shapes)
     return Node(op, parents, saved, versions, None, None, params, shapes)
@@ -766,13 +813,13 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                 captured[capture[leaf]] = _match_dtype(g, leaf)
         return [None if g is None else _as_tensor_grad(g) for g in captured]
 
-    fresh = set()
+    fresh = {id(s) for s in seeds}  # arrays a leaf must not take as its own .grad
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph, leaf)
         g = _match_dtype(g, leaf)
-        if not create_graph and (g.base is not None or id(g) in fresh or not g.flags.writeable
-                                 or any(g is s for s in seeds)):
+        if not create_graph and (g.base is not None or id(g) in fresh or
+                                 not g.flags.writeable):
             g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
         fresh.add(id(g))
         if leaf.grad is None:

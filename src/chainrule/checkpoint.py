@@ -114,6 +114,7 @@ def checkpoint(fn, *args, preserve_rng_state: bool = True, **kwargs):
     parameters, nothing would tell the graph that ``fn`` depends on parameters it closes over;
     the call then runs plainly (recorded, without saving memory) so gradients stay correct.
     """
+    autograd.untraceable("cr.checkpoint (its backward reruns Python code)")
     if not callable(fn):
         raise TypeError(f"checkpoint: fn must be callable, got {type(fn).__name__}")
     needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)

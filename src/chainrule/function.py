@@ -104,6 +104,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        autograd.untraceable(f"the custom Function {cls.__name__} (its backward is Python code "
+                             f"the trace cannot see)")
         if cls.__dict__.get("_row") is None:
             cls._row = _FunctionRow(cls)
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)

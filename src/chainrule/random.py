@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import autograd
+
 _state = {"rng": np.random.default_rng()}
 
 
@@ -17,6 +19,8 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def generator() -> np.random.Generator:
     """The generator every random operation in chainrule draws from."""
+    autograd.untraceable("a random draw (dropout in training mode, cr.randn, ...): a replay "
+                         "would repeat the same numbers")
     return _state["rng"]
 
 

@@ -185,19 +185,23 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied)."""
+        autograd.untraceable("x.numpy() (the values leave the graph)")
         return self.data
 
     def item(self):
         """The single value of a one-element tensor as a Python number."""
+        autograd.untraceable("x.item() (a value read out of the graph)")
         if self.data.size != 1:
             raise ValueError(f"item: only a one-element tensor converts to a Python number, this "
                              f"one has shape {self.shape}")
         return self.data.item()
 
     def tolist(self):
+        autograd.untraceable("x.tolist() (the values leave the graph)")
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
+        autograd.untraceable("np.asarray(x) (the values leave the graph)")
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
@@ -209,20 +213,24 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
+        autograd.untraceable("an integer tensor used as an index or a count")
         if self.data.dtype.kind not in "iu" or self.data.size != 1:
             raise TypeError("only a one-element integer tensor can be used as an index")
         return int(self.data.item())
 
     def __bool__(self):
+        autograd.untraceable("bool(x) or `if x:` (Python control flow on a value)")
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor with {self.data.size} elements is "
                              f"ambiguous; use .any() or .all()")
         return bool(self.data.item())
 
     def any(self) -> bool:
+        autograd.untraceable("x.any() (Python control flow on a value)")
         return bool(self.data.any())
 
     def all(self) -> bool:
+        autograd.untraceable("x.all() (Python control flow on a value)")
         return bool(self.data.all())
 
     def __repr__(self):
@@ -303,6 +311,7 @@ class Tensor:
         return self._write(lambda d: np.copyto(d, src, casting="same_kind"), "copy_")
 
     def _write(self, write, name):
+        autograd.untraceable(f"{name} (an in-place write)")
         if autograd.is_grad_enabled() and self._requires_grad:
             raise RuntimeError(f"{name}: cannot write in place into a tensor that requires grad "
                                f"while recording; do it inside cr.no_grad()")
@@ -317,6 +326,7 @@ class Tensor:
         and the result is cast back to self's dtype, which never changes; a result of a higher
         category (float into an integer tensor) raises.
         """
+        autograd.untraceable(f"{name} (an in-place write: x += y, x[i] = v, ...)")
         promotes = getattr(op, "promotes", None) is not None
         if promotes:
             dtype = autograd.result_type(self, other)
@@ -360,7 +370,7 @@ class Tensor:
         self.grad_fn = result.grad_fn
         self._requires_grad = True
         node = self.grad_fn
-        if node.ans is not None:  # its saved answer is now our array, under our counter
+        if node.ans is not None and not node.op.residual:  # its saved answer is now our array
             node.ans, node.ans_version = self.data, (self._version, self._version[0])
         return self
 

@@ -163,7 +163,7 @@ def saved_values(node: Node) -> dict:
     for name, value in zip(names, node.saved or ()):
         if value is not None:
             out[name] = value.data if isinstance(value, Tensor) else np.asarray(value)
-    if node.ans is not None:
+    if node.ans is not None and not getattr(node.op, "residual", False):
         out["out"] = node.ans
     return out
 

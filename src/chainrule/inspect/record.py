@@ -66,6 +66,7 @@ class _Recorded:
     value: np.ndarray
     args: list  # per position: (Tensor or None, array or Python value)
     seq: int  # when it was recorded: operations are numbered in the order the user wrote them
+    residual: np.ndarray | None = None  # what the rules read instead of the value, if anything
 
 
 _recorded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Node -> _Recorded
@@ -102,8 +103,10 @@ class record:
 
         def remember(op, node, out, args):
             if node is not None:
+                residual = node.ans if getattr(op, "residual", False) else None
                 _recorded[node] = _Recorded(np.array(out, copy=True), [_arg(a) for a in args],
-                                            next(_sequence))
+                                            next(_sequence),
+                                            None if residual is None else residual.copy())
                 self.last = node
             if was_on:
                 forward_before(op, node, out, args)
@@ -466,7 +469,8 @@ class _Builder:
         number = _forward_numbers(graph.nodes, records)
         for i, node in enumerate(graph.nodes):
             rec = records[node]
-            value = rec.value if rec is not None else node.ans
+            value = rec.value if rec is not None else (
+                None if getattr(node.op, "residual", False) else node.ans)
             name = named_ops.get(node)
             tn = TraceNode(f"op{i}", "output" if i == 0 else "operation",
                            name or f"{op_name(node)} #{number[node]}", op=op_name(node),
@@ -612,7 +616,8 @@ class _Builder:
     def _values(self, node, rec):
         """(inputs, ans) as the rules read them, or None when they are gone."""
         if rec is not None:
-            return tuple(v for _, v in rec.args), rec.value
+            return tuple(v for _, v in rec.args), (
+                rec.value if rec.residual is None else rec.residual)
         if node.freed:
             return None
         try:

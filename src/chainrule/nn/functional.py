@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from chainrule import ops
+from chainrule import autograd, ops
 from chainrule.autograd import is_grad_enabled
 from chainrule.ops import (  # noqa: F401  (activations are plain rows of the table)
     relu,
@@ -129,12 +129,24 @@ def _labels(where, logits, target):
     if labels.shape != (n,):
         raise ValueError(f"{where}: expected {n} labels (shape ({n},)) for input of shape "
                          f"{logits.shape}, got shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= c):
+    autograd.checked(_check_label_range, where, labels, c, logits.shape)
+    return labels
+
+
+_UNSIGNED = {np.dtype(t): np.dtype(u) for t, u in
+             [(np.int8, np.uint8), (np.int16, np.uint16), (np.int32, np.uint32),
+              (np.int64, np.uint64)]}
+
+
+def _check_label_range(where, labels, c, shape):
+    # Seen as unsigned, a negative label is huge: one reduction finds any label outside 0..c-1.
+    unsigned = _UNSIGNED.get(labels.dtype)
+    if labels.size and (labels.view(unsigned).max() >= c if unsigned is not None else
+                        labels.min() < 0 or labels.max() >= c):
         position = int(np.flatnonzero((labels < 0) | (labels >= c))[0])
         raise ValueError(f"{where}: label {labels[position]} (at position {position} of target "
                          f"shape {labels.shape}) is out of range for {c} classes (input shape "
-                         f"{logits.shape}; valid labels 0..{c - 1})")
-    return labels
+                         f"{shape}; valid labels 0..{c - 1})")
 
 
 def cross_entropy(logits, target, reduction="mean"):
@@ -571,6 +583,8 @@ def _data(t):
 
 def _move_towards(running, batch_stat, momentum, correction=1.0):
     """running <- (1 - momentum) running + momentum * correction * batch_stat, in place."""
+    autograd.untraceable("batch_norm in training mode (it updates the running statistics in "
+                         "place); call model.eval() first")
     data = running.data if isinstance(running, Tensor) else running
     data *= 1 - momentum
     data += (momentum * correction) * _data(batch_stat).reshape(-1).astype(data.dtype)

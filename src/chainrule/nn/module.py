@@ -6,6 +6,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from chainrule import autograd
 from chainrule.tensor import Tensor, _to_dtype, as_array
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -112,6 +113,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):
+        if autograd._tracer is not None:  # cr.compile: a replay must see the same train/eval mode
+            autograd._tracer.note_module(self)
         return self.forward(*args, **kwargs)
 
     # --- traversal -----------------------------------------------------------------------------

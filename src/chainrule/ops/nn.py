@@ -68,22 +68,37 @@ def _loss_grad_scale(g, reduction, n):
 
 def _cross_entropy_labels(x, labels, reduction):
     shifted = x - _max_keepdims(x, -1)
-    log_norm = np.log(np.sum(np.exp(shifted), axis=-1))
+    e = np.exp(shifted)
+    total = np.sum(e, axis=-1, keepdims=True)
     picked = shifted[np.arange(len(shifted)), labels]
-    return _reduce_loss(log_norm - picked, reduction)
+    loss = _reduce_loss(np.log(total[:, 0]) - picked, reduction)
+    e /= total
+    return loss, e  # the softmax is the residual: backward needs exactly it
 
 
 def _cross_entropy_probs(x, probs, reduction):
     return _reduce_loss(-np.sum(probs * _log_softmax_forward(x, -1), axis=-1), reduction)
 
 
+def _cross_entropy_labels_grad(g, q, x, labels, reduction):
+    scale = _loss_grad_scale(g, reduction, x.shape[0])
+    if type(q) is np.ndarray and isinstance(scale, np.ndarray | np.generic) and (
+            scale.dtype == x.dtype):
+        # A plain backward: the same numbers as the expression below, from the softmax the
+        # forward kept (q, the residual), in one fresh array instead of five.
+        q = q.copy()
+        q[np.arange(len(q)), labels] -= 1
+        q *= scale
+        return q
+    # recorded (create_graph): the softmax again, as a function of x
+    return scale * (softmax(x, -1) - _one_hot(labels, x.shape[-1], x.dtype))
+
+
 # seed 002: for softmax q and one-hot y, dL/dz = q - y; averaged over a batch of N, (q - y) / N.
 cross_entropy_labels = P(
     "cross_entropy", _cross_entropy_labels,
-    [lambda g, ans, x, labels, reduction: _loss_grad_scale(g, reduction, x.shape[0])
-     * (softmax(x, -1) - _one_hot(labels, x.shape[-1], x.dtype)),
-     None],
-    ["grad * (softmax(x) - onehot(labels)) / N", "none"])
+    [_cross_entropy_labels_grad, None],
+    ["grad * (softmax(x) - onehot(labels)) / N", "none"], residual=True)
 cross_entropy_probs = P(
     "cross_entropy", _cross_entropy_probs,
     [lambda g, ans, x, p, reduction: _loss_grad_scale(g, reduction, x.shape[0])

@@ -1,0 +1,607 @@
+"""`cr.compile`: trace a function of tensors once, then replay its NumPy calls.
+
+``loss_fn = cr.compile(lambda x, y: F.cross_entropy(model(x), y))`` runs the function normally the
+first time, recording every operation it applies: the forward function of each row of the table,
+where its arrays come from (an argument, a parameter, an earlier result, a constant) and the
+backward pass the graph would take. Later calls with arguments of the same shapes and dtypes skip
+the Python around the operations (module calls, argument checks, graph nodes): they call the same
+forward functions on the new arrays, and the tensor they return has one node whose backward runs
+the same rules in the same order as the eager walk. The results are bit-identical to the eager
+call's, and ``loss.backward()`` fills the parameters' ``.grad`` exactly as before.
+
+What a trace cannot see, it refuses while tracing, with an error naming it: random draws
+(dropout in training mode), in-place writes, values read out of the graph (``.item()``,
+``.numpy()``, ``if x:``), custom Functions, ``cr.checkpoint``, batch norm updating its running
+statistics. New argument shapes, dtypes or Python values, a parameter of a new shape, a changed
+``requires_grad`` or a module switched between train and eval make a new trace. The first replay
+of each trace is checked against an eager call (``check=True``), which catches a computation done
+on arrays outside chainrule's operations. Backward through a compiled call cannot build a graph
+(``create_graph=True``): call the function uncompiled for higher-order gradients.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import operator
+import threading
+
+import numpy as np
+
+from chainrule import autograd
+from chainrule.autograd import Node, ShapeError, _op_error, _topological_counts, unbroadcast
+from chainrule.pytree import flatten
+from chainrule.tensor import Tensor
+
+_tracing_lock = threading.Lock()
+builtins_compile = builtins.compile  # `compile` below is chainrule's
+
+
+class CompileError(RuntimeError):
+    """A function that `compile` cannot trace or replay; the message says what and why."""
+
+
+def compile(fn=None, *, check: bool = True):
+    """Trace ``fn`` once per argument signature and replay it afterwards (see the module doc).
+
+    ``fn`` takes tensors, arrays and Python values (or containers of them) and returns one tensor,
+    or a tuple or list of tensors of which at most one requires grad. Usable as ``@cr.compile``
+    or ``@cr.compile(check=False)``; ``check=False`` skips the eager comparison at the first
+    replay of each trace.
+    """
+    if fn is None:
+        return functools.partial(compile, check=check)
+    if not callable(fn):
+        raise TypeError(f"compile: expected a callable, got {type(fn).__name__}")
+    return Compiled(fn, check)
+
+
+class Compiled:
+    """A compiled function: call it like ``fn``. ``traces`` counts the traces made so far,
+    ``replays`` the calls that replayed one."""
+
+    def __init__(self, fn, check):
+        self.fn = fn
+        self.check = check
+        self.traces = 0
+        self.replays = 0
+        self._cache = {}
+        functools.update_wrapper(self, fn, updated=())
+
+    def __repr__(self):
+        return f"<compiled {_name(self.fn)}: {len(self._cache)} traces>"
+
+    def __call__(self, *args, **kwargs):
+        if autograd._tracer is not None or autograd.anomaly.enabled:
+            return self.fn(*args, **kwargs)  # inside another trace, or checking: run as written
+        if not kwargs and all(type(a) in _FLAT for a in args):  # the usual call: no containers
+            leaves = args
+            key = (len(args), autograd.is_grad_enabled(), *map(_signature, args))
+        else:
+            leaves, treedef = flatten((args, kwargs))
+            key = (treedef, autograd.is_grad_enabled(), *map(_signature, leaves))
+        trace = self._cache.get(key)
+        if trace is not None and trace.still_valid():
+            self.replays += 1
+            out = trace.replay(leaves)
+            if trace.unchecked:
+                self._compare(trace, out, args, kwargs)
+            return out
+        out, trace = _Trace.run(self.fn, args, kwargs, leaves)
+        if trace is None:
+            return out
+        trace.unchecked = self.check
+        self._cache[key] = trace
+        self.traces += 1
+        return out
+
+    def _compare(self, trace, out, args, kwargs):
+        with autograd.no_grad():
+            expected = self.fn(*args, **kwargs)
+        got = out if isinstance(out, (tuple, list)) else (out,)
+        want = expected if isinstance(expected, (tuple, list)) else (expected,)
+        for i, (a, b) in enumerate(zip(got, want)):
+            a, b = a.data, b.data
+            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b,
+                                                                               equal_nan=True):
+                del self._cache[next(k for k, t in self._cache.items() if t is trace)]
+                raise CompileError(
+                    f"compile: replaying the trace of {_name(self.fn)} gave output {i} unlike "
+                    f"running it ({a.dtype}{a.shape} vs {b.dtype}{b.shape}); it computes something "
+                    f"from its inputs outside chainrule's operations (reading .data, NumPy on an "
+                    f"array, Python control flow on a value), which a replay cannot repeat. Call "
+                    f"it uncompiled.")
+        trace.unchecked = False
+
+
+_FLAT = {Tensor, np.ndarray, int, float, bool, complex, str, type(None)}
+
+
+def _name(fn):
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _signature(leaf):
+    """What a trace is specialised on, for one argument leaf."""
+    if isinstance(leaf, Tensor):
+        return (Tensor, leaf.data.shape, leaf.data.dtype, leaf._requires_grad)
+    if isinstance(leaf, np.ndarray):
+        return (np.ndarray, leaf.shape, leaf.dtype)
+    if leaf is None or isinstance(leaf, (bool, int, float, complex, str, np.generic)):
+        return (type(leaf), leaf)
+    raise TypeError(f"compile: cannot take an argument of type {type(leaf).__name__}; pass "
+                    f"tensors, arrays, Python numbers or strings (or tuples, lists and dicts "
+                    f"of them)")
+
+
+class _Trace:
+    """One recorded call: the forward tape, the backward plan, and what they depend on."""
+
+    def __init__(self):
+        self.thread = threading.get_ident()
+        self.values = []  # a slot per array the call sees; constants filled in
+        self.slot_of = {}  # id(array) -> slot, for arrays alive during the trace
+        self.alive = []  # every array seen, so that no id is reused while tracing
+        self.inputs = []  # (leaf position, slot) of the array arguments
+        self.externals = []  # tensors read from outside the call (parameters, buffers)
+        self.external_slots = []
+        self.external_signature = []
+        self.tensor_of_slot = {}  # slot -> the argument or external Tensor it came from
+        self.source_of_slot = {}  # slot -> ("L", argument leaf position, is a Tensor) or ("E", k)
+        self.modules = {}  # id(module) -> (module, training)
+        # (forward, getter, arity, params, substitutions, out slot, input slots, name)
+        self.tape = []
+        self.entry_of_node = {}  # id(node) -> tape index
+        self.nodes = []  # the nodes made while tracing (alive until the plan is built)
+        self.unchecked = False
+
+    # --- recording ---------------------------------------------------------------------------
+    @classmethod
+    def run(cls, fn, args, kwargs, leaves):
+        trace = cls()
+        for position, leaf in enumerate(leaves):
+            if isinstance(leaf, Tensor | np.ndarray):
+                is_tensor = isinstance(leaf, Tensor)
+                slot = trace._new_slot(leaf.data if is_tensor else leaf)
+                if is_tensor:
+                    trace.tensor_of_slot[slot] = leaf
+                trace.source_of_slot[slot] = ("L", position, is_tensor)
+                trace.inputs.append((position, slot, is_tensor))
+        with _tracing_lock:
+            if autograd._tracer is not None:  # another thread is tracing: run this call as is
+                return fn(*args, **kwargs), None
+            autograd._tracer = trace
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            autograd._tracer = None
+        trace._finish(fn, out)
+        return out, trace
+
+    def _new_slot(self, array, constant=False):
+        slot = len(self.values)
+        self.values.append(array if constant else None)
+        if isinstance(array, np.ndarray):
+            self.slot_of[id(array)] = slot
+            self.alive.append(array)
+        return slot
+
+    def _ours(self):
+        return threading.get_ident() == self.thread
+
+    def refuse(self, what):
+        if self._ours():
+            raise CompileError(f"compile: the traced function uses {what}, which a replay cannot "
+                               f"repeat; call it uncompiled (or change what it does)")
+
+    def note_module(self, module):
+        if self._ours():
+            self.modules[id(module)] = (module, module.training)
+
+    def _slot(self, array, source=None):
+        """The slot an operation's input comes from, made a constant or an external if new."""
+        slot = self.slot_of.get(id(array)) if isinstance(array, np.ndarray) else None
+        if slot is not None:
+            return slot
+        if isinstance(source, Tensor) and source.data is array:
+            slot = self._new_slot(array)
+            self.tensor_of_slot[slot] = source
+            self.source_of_slot[slot] = ("E", len(self.externals), True)
+            self.externals.append(source)
+            self.external_slots.append(slot)
+            self.external_signature.append((array.shape, array.dtype, source._requires_grad))
+            return slot
+        return self._new_slot(array, constant=True)
+
+    def _append(self, name, forward, slots, params, out):
+        getter = operator.itemgetter(*slots) if slots else _no_arguments
+        if isinstance(out, tuple):
+            out_slot = (self._new_slot(out[0]), self._new_slot(out[1]))
+        else:
+            out_slot = None if out is None else self._new_slot(out)
+        self.tape.append((forward, getter, len(slots), params, self._substitutions(params),
+                          out_slot, tuple(slots), name))
+
+    def _substitutions(self, params):
+        """Parameters that are arrays of this call (an index, labels): (name, slot, position)."""
+        subs = []
+        for name, value in params.items():
+            if isinstance(value, np.ndarray) and id(value) in self.slot_of:
+                slot = self.slot_of[id(value)]
+                if self.values[slot] is None:
+                    subs.append((name, slot, None))
+            elif isinstance(value, tuple):
+                for j, item in enumerate(value):
+                    if isinstance(item, np.ndarray) and id(item) in self.slot_of:
+                        slot = self.slot_of[id(item)]
+                        if self.values[slot] is None:
+                            subs.append((name, slot, j))
+        return tuple(subs)
+
+    def record(self, op, args, arrays, params, result, residual=None):
+        if not self._ours():
+            return
+        slots = []
+        for i, array in enumerate(arrays):
+            source = args[i] if i < len(args) else None
+            slot = self._slot(array, source)
+            if isinstance(source, Tensor) and source.grad_fn is not None:
+                known = self.tensor_of_slot.get(slot)
+                entry = self.entry_of_node.get(id(source.grad_fn))
+                if entry is None and known is not source:
+                    raise CompileError(
+                        f"compile: {op.name} takes a tensor made by {source.grad_fn.name} "
+                        f"outside the traced operations; call the function uncompiled")
+            slots.append(slot)
+        if op.residual:  # forward gives (output, residual): two slots
+            self._append(op.name, op.forward, slots, params, (result.data, residual))
+        else:
+            self._append(op.name, op.forward, slots, params, result.data)
+        if result.grad_fn is not None:
+            self.entry_of_node[id(result.grad_fn)] = len(self.tape) - 1
+            self.nodes.append(result.grad_fn)
+
+    def derive(self, fn, array, args, out):
+        if self._ours():
+            self._append(_name(fn), lambda a: fn(a, *args), [self._slot(array)], {}, out)
+
+    def check(self, check, args):
+        if self._ours():
+            slots = [self._slot(a) if isinstance(a, np.ndarray) else self._new_slot(a, True)
+                     for a in args]
+            self._append(_name(check), check, slots, {}, None)
+
+    # --- the plan ------------------------------------------------------------------------------
+    def _finish(self, fn, out):
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        self.out_type = type(out) if isinstance(out, (tuple, list)) else None
+        self.out_slots = []
+        grad_outputs = []
+        for i, t in enumerate(outputs):
+            if not isinstance(t, Tensor):
+                raise CompileError(f"compile: {_name(fn)} must return a tensor or a tuple or "
+                                   f"list of tensors; output {i} is {type(t).__name__}")
+            slot = self.slot_of.get(id(t.data))
+            if slot is None:
+                raise CompileError(f"compile: output {i} of {_name(fn)} was not made by the "
+                                   f"traced operations")
+            self.out_slots.append(slot)
+            if t._requires_grad:
+                grad_outputs.append(i)
+        if len(grad_outputs) > 1:
+            raise CompileError(f"compile: outputs {grad_outputs} of {_name(fn)} require grad; a "
+                               f"compiled function differentiates one output (return the others "
+                               f".detach()ed)")
+        self.grad_output = grad_outputs[0] if grad_outputs else None
+        root = None if self.grad_output is None else outputs[self.grad_output].grad_fn
+        self._plan(root)
+        self.forward_code, self.backward_code = _generate(self)
+        del self.slot_of, self.alive, self.nodes, self.entry_of_node, self.tensor_of_slot
+
+    def _plan(self, root):
+        """The backward walk the eager engine would take from ``root``, as a fixed list.
+
+        The order is the engine's (its ready stack popped in the same sequence), so every
+        gradient is summed in the same order and the replay's results are bit-identical."""
+        self.plan = []
+        self.parents = []  # where the tensors come from whose gradient the node passes on
+        self.kept = []  # the slots the backward rules read
+        if root is None or self.tensor_of_slot.get(self.out_slots[self.grad_output]):
+            self.root_is_source = root is not None
+            return
+        self.root_is_source = False
+        deps = _topological_counts([root])
+        index = {id(root): 0}
+        kept_index = {}
+        parent_index = {}
+
+        def keep(slot):
+            if slot not in kept_index:
+                kept_index[slot] = len(self.kept)
+                self.kept.append(slot)
+            return kept_index[slot]
+
+        ready = [root]
+        while ready:
+            node = ready.pop()
+            entry = self.entry_of_node.get(id(node))
+            if entry is None or node.hooks:
+                what = "has a hook (register_hook, retain_grad)" if node.hooks else \
+                    "was made outside the traced operations"
+                raise CompileError(f"compile: the graph node {node.name} {what}; call the "
+                                   f"function uncompiled")
+            _, _, _, params, subs, out_slot, slots, _ = self.tape[entry]
+            op = node.op
+            saved = node.saved or (None,) * len(node.parents)
+            inputs = tuple(keep(slots[i]) if s is not None else -1 for i, s in enumerate(saved))
+            if node.ans is None:
+                ans = -1
+            else:
+                ans = keep(out_slot[1] if isinstance(out_slot, tuple) else out_slot)
+            rules = tuple(rule if p is not None and rule else None
+                          for rule, p in zip(op.vjps, node.parents)) if op.vjp_all is None \
+                else op.vjp_all
+            targets = []
+            for i, p in enumerate(node.parents):
+                if p is None:
+                    targets.append(None)
+                elif type(p) is Node and id(p) in self.entry_of_node:
+                    if id(p) not in index:
+                        index[id(p)] = len(index)
+                    targets.append(index[id(p)])
+                    deps[p] -= 1
+                    if deps[p] == 0:
+                        ready.append(p)
+                else:
+                    source = self.tensor_of_slot.get(slots[i])
+                    if source is None or (source.grad_fn or source) is not p:
+                        raise CompileError(f"compile: {node.name} passes a gradient to a "
+                                           f"tensor made outside the traced operations")
+                    if id(source) not in parent_index:
+                        parent_index[id(source)] = len(self.parents)
+                        self.parents.append(self.source_of_slot[slots[i]])
+                    targets.append(~parent_index[id(source)])
+            self.plan.append((index[id(node)], node.name, rules, inputs, ans, params, subs,
+                              tuple(targets), node.shapes, len(node.parents), entry))
+        self.n_nodes = len(index)
+        self.row = _CompiledRow(self)
+
+    # --- replaying -----------------------------------------------------------------------------
+    def still_valid(self):
+        for t, (shape, dtype, requires_grad) in zip(self.externals, self.external_signature):
+            d = t.data
+            if d.shape != shape or d.dtype is not dtype and d.dtype != dtype or (
+                    t._requires_grad != requires_grad):
+                return False
+        for module, training in self.modules.values():
+            if module.training != training:
+                return False
+        return True
+
+    def replay(self, leaves):
+        try:
+            outputs, kept, params_used = self.forward_code(leaves, self.externals)
+        except Exception:
+            self._replay_slowly(leaves)  # raises the same error, named as the eager call names it
+            raise
+        outputs = [self._output(i, slot, value, kept, leaves, params_used)
+                   for i, (slot, value) in enumerate(zip(self.out_slots, outputs))]
+        return self.out_type(outputs) if self.out_type is not None else outputs[0]
+
+    def _replay_slowly(self, leaves):
+        """The tape run one entry at a time, to name the operation that fails."""
+        values = self.values[:]
+        for position, slot, is_tensor in self.inputs:
+            values[slot] = leaves[position].data if is_tensor else leaves[position]
+        for t, slot in zip(self.externals, self.external_slots):
+            values[slot] = t.data
+        for forward, getter, arity, params, subs, out, _, name in self.tape:
+            if subs:
+                params = _substitute(params, subs, [values[slot] for _, slot, _ in subs])
+            try:
+                r = forward(*_args(getter, arity, values), **params)
+            except ShapeError as exc:
+                raise ShapeError(f"{name}: {exc}") from None
+            except (ValueError, IndexError, TypeError) as exc:
+                if out is None:  # a check (bad labels): its own message says it all
+                    raise
+                raise _op_error(_Named(name), _args(getter, arity, values), exc) from None
+            if isinstance(out, tuple):
+                values[out[0]], values[out[1]] = r
+            elif out is not None:
+                values[out] = r
+
+    def _resolve(self, source, leaves):
+        kind, k, _ = source
+        return leaves[k] if kind == "L" else self.externals[k]
+
+    def _output(self, i, slot, value, kept, leaves, params_used):
+        source = self.source_of_slot.get(slot)
+        if source is not None:  # fn returned an argument or a parameter itself
+            return self._resolve(source, leaves) if source[2] else value
+        t = Tensor._wrap(value)
+        if i == self.grad_output and autograd.is_grad_enabled():
+            versions = tuple(s._version[0] if isinstance(s, Tensor) else 0 for s in kept)
+            parents = []
+            for source in self.parents:
+                p = self._resolve(source, leaves)
+                parents.append(p.grad_fn or p)
+            t.grad_fn = Node(self.row, tuple(parents), kept, versions, None, None,
+                             {"params_used": params_used}, None)
+            t._requires_grad = True
+        return t
+
+
+def _no_arguments(values):
+    return ()
+
+
+def _substitute(params, subs, values):
+    """``params`` with this call's arrays put in: ``values[k]`` goes where ``subs[k]`` says."""
+    params = dict(params)
+    for (name, _, position), value in zip(subs, values):
+        if position is None:
+            params[name] = value
+        else:
+            items = list(params[name])
+            items[position] = value
+            params[name] = tuple(items)
+    return params
+
+
+def _generate(trace):
+    """The tape and the plan written out as two Python functions, one line per NumPy call.
+
+    Replaying them costs what the hand-written NumPy would: no loop over the tape, no lookups,
+    each array a local variable that is dropped after its last use (unless backward reads it).
+    """
+    names = {"_ndarray": np.ndarray, "_asarray": np.asarray, "_substitute": _substitute,
+             "_unbroadcast": unbroadcast}
+    kept_slots = set(trace.kept)
+    last_use = {}
+    for i, entry in enumerate(trace.tape):
+        for slot in entry[6]:
+            last_use[slot] = i
+    sources = trace.source_of_slot
+
+    def value(slot):  # how the generated forward spells a slot
+        source = sources.get(slot)
+        if source is None:
+            if trace.values[slot] is not None or slot not in produced:
+                names[f"K{slot}"] = trace.values[slot]
+                return f"K{slot}"
+            return f"v{slot}"
+        kind, k, is_tensor = source
+        return f"v{slot}"
+
+    produced = set()
+    for entry in trace.tape:
+        produced.update(entry[5] if isinstance(entry[5], tuple) else (entry[5],))
+    lines = ["def forward(L, E):"]
+    for slot, (kind, k, is_tensor) in sources.items():
+        where = f"L[{k}]" if kind == "L" else f"E[{k}]"
+        lines.append(f"    v{slot} = {where}.data" if is_tensor else f"    v{slot} = {where}")
+    params_used = []
+    keep_to_end = kept_slots | set(trace.out_slots) | set(sources)
+    for i, (forward, _, _, params, subs, out, slots, _) in enumerate(trace.tape):
+        names[f"F{i}"] = forward
+        call_args = [value(slot) for slot in slots]
+        if subs:
+            names[f"P{i}"], names[f"S{i}"] = params, subs
+            lines.append(f"    p{i} = _substitute(P{i}, S{i}, "
+                         f"({''.join(value(slot) + ', ' for _, slot, _ in subs)}))")
+            call_args.append(f"**p{i}")
+            params_used.append(i)
+        elif params:
+            names[f"P{i}"] = params
+            call_args.append(f"**P{i}")
+        call = f"F{i}({', '.join(call_args)})"
+        if out is None:
+            lines.append(f"    {call}")
+        elif isinstance(out, tuple):  # output and residual
+            lines.append(f"    v{out[0]}, v{out[1]} = {call}")
+            lines.append(f"    if type(v{out[0]}) is not _ndarray: v{out[0]} = _asarray(v{out[0]})")
+        else:
+            lines.append(f"    v{out} = {call}")
+            lines.append(f"    if type(v{out}) is not _ndarray: v{out} = _asarray(v{out})")
+        dead = [slot for slot in slots if last_use.get(slot) == i and slot not in keep_to_end
+                and value(slot).startswith("v")]
+        if dead:
+            lines.append(f"    del {', '.join(f'v{slot}' for slot in sorted(set(dead)))}")
+    kept = []
+    for slot in trace.kept:
+        source = sources.get(slot)
+        if source is not None and source[2]:  # a tensor: saved as such, checked for in-place
+            kept.append(f"L[{source[1]}]" if source[0] == "L" else f"E[{source[1]}]")
+        else:
+            kept.append(value(slot))
+    lines.append(f"    return ({''.join(value(s) + ', ' for s in trace.out_slots)}), "
+                 f"({''.join(k + ', ' for k in kept)}), "
+                 f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}}")
+    forward_code = _define(lines, names, "forward")
+    backward_code = _generate_backward(trace) if trace.plan else None
+    return forward_code, backward_code
+
+
+def _generate_backward(trace):
+    names = {"_unbroadcast": unbroadcast}
+    n_kept = len(trace.kept)
+    lines = ["def backward(g0, I, PU):",
+             f"    ({''.join(f's{k}, ' for k in range(n_kept))}) = I" if n_kept else "    pass",
+             "    node = None"]
+    lines += [f"    g{k} = None" for k in range(1, trace.n_nodes)]
+    lines += [f"    q{k} = None" for k in range(len(trace.parents))]
+    lines.append("    try:")
+    for k, name, rules, ins, ans_k, params, subs, targets, shapes, n, entry in trace.plan:
+        body = [f"node = {name!r}"]
+        ans = f"s{ans_k}" if ans_k >= 0 else "None"
+        args = ", ".join(f"s{j}" if j >= 0 else "None" for j in ins)
+        if subs:
+            kwargs = f", **PU[{entry}]"
+        elif params:
+            names[f"P{entry}"] = params
+            kwargs = f", **P{entry}"
+        else:
+            kwargs = ""
+        if type(rules) is not tuple:
+            names[f"A{k}"] = rules
+            body.append(f"gs = A{k}(g{k}, {ans}, {n}{kwargs})")
+        for i, target in enumerate(targets):
+            if target is None:
+                continue
+            if type(rules) is tuple:
+                if rules[i] is None:
+                    continue
+                names[f"R{k}_{i}"] = rules[i]
+                body.append(f"t = R{k}_{i}(g{k}, {ans}{', ' + args if args else ''}{kwargs})")
+            else:
+                body.append(f"t = gs[{i}]")
+            body.append("if t is not None:")
+            if shapes is not None:
+                names[f"H{k}_{i}"] = shapes[i]
+                body.append(f"    if t.shape != H{k}_{i}: t = _unbroadcast(t, H{k}_{i})")
+            acc = f"g{target}" if target >= 0 else f"q{~target}"
+            body.append(f"    {acc} = t if {acc} is None else {acc} + t")
+        body.append(f"g{k} = None")
+        lines.append(f"        if g{k} is not None:")
+        lines += [f"            {line}" for line in body]
+    lines += ["    except Exception as exc:",
+              "        raise type(exc)(f'{node}: the backward rule failed: {exc}') from exc",
+              f"    return ({''.join(f'q{k}, ' for k in range(len(trace.parents)))})"]
+    return _define(lines, names, "backward")
+
+
+def _define(lines, names, name):
+    namespace = dict(names)
+    exec(builtins_compile("\n".join(lines) + "\n", f"<chainrule.compile {name}>", "exec"),
+         namespace)
+    return namespace[name]
+
+
+def _args(getter, arity, values):
+    return (getter(values),) if arity == 1 else getter(values)
+
+
+class _Named:  # what _op_error reads of an operation
+    def __init__(self, name):
+        self.name = name
+
+
+class _CompiledRow:
+    """The single graph node of a replayed call: its VJP runs the traced backward plan."""
+
+    formulas = ("the traced backward pass",)
+    broadcasts = False
+    view = False
+
+    def __init__(self, trace):
+        self.trace = trace
+        self.name = "compiled"
+        self.node_name = "CompiledBackward"
+
+    def vjp(self, node, grad, inputs, ans):
+        if isinstance(grad, Tensor) or autograd.is_grad_enabled():
+            raise CompileError("compile: backward through a compiled call cannot build a graph "
+                               "(create_graph=True); call the function uncompiled for "
+                               "higher-order gradients")
+        return self.trace.backward_code(grad, inputs, node.params["params_used"])
