@@ -13,10 +13,14 @@ What a trace cannot see, it refuses while tracing, with an error naming it: rand
 (dropout in training mode), in-place writes, values read out of the graph (``.item()``,
 ``.numpy()``, ``if x:``), custom Functions, ``cr.checkpoint``, batch norm updating its running
 statistics. New argument shapes, dtypes or Python values, a parameter of a new shape, a changed
-``requires_grad`` or a module switched between train and eval make a new trace. The first replay
-of each trace is checked against an eager call (``check=True``), which catches a computation done
-on arrays outside chainrule's operations. Backward through a compiled call cannot build a graph
-(``create_graph=True``): call the function uncompiled for higher-order gradients.
+``requires_grad``, a module switched between train and eval or given a new attribute (a new
+Parameter, sub-module or ``p``) make a new trace. Tensors read from a closure or a global rather
+than through an argument or a module are bound when traced, as JAX binds them: new values in the
+same tensor are seen, a name rebound to another tensor is not (pass it as an argument). The
+first replay of each trace is checked against an eager call (``check=True``), which catches a
+computation done on arrays outside chainrule's operations. Backward through a compiled call
+cannot build a graph (``create_graph=True``): call the function uncompiled for higher-order
+gradients.
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ class _Trace:
         self.external_signature = []
         self.tensor_of_slot = {}  # slot -> the argument or external Tensor it came from
         self.source_of_slot = {}  # slot -> ("L", argument leaf position, is a Tensor) or ("E", k)
-        self.modules = {}  # id(module) -> (module, training)
+        self.modules = {}  # id(object) -> (object, its _trace_key() when traced)
         # (forward, getter, arity, params, substitutions, out slot, input slots, name)
         self.tape = []
         self.entry_of_node = {}  # id(node) -> tape index
@@ -196,7 +200,7 @@ class _Trace:
 
     def note_module(self, module):
         if self._ours():
-            self.modules[id(module)] = (module, module.training)
+            self.modules[id(module)] = (module, module._trace_key())
 
     def _slot(self, array, source=None):
         """The slot an operation's input comes from, made a constant or an external if new."""
@@ -373,8 +377,8 @@ class _Trace:
             if d.shape != shape or d.dtype is not dtype and d.dtype != dtype or (
                     t._requires_grad != requires_grad):
                 return False
-        for module, training in self.modules.values():
-            if module.training != training:
+        for module, key in self.modules.values():
+            if module._trace_key() != key:
                 return False
         return True
 

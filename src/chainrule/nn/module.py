@@ -84,11 +84,23 @@ class Module:
         else:
             modules.pop(name, None)
         object.__setattr__(self, name, value)
+        self._changed()
 
     def __delattr__(self, name):
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         object.__delattr__(self, name)
+        self._changed()
+
+    def _changed(self):
+        # cr.compile replays read this module's tensors and Python attributes as they were when
+        # traced: any assignment makes the next call trace again (see `_trace_key`).
+        self.__dict__["_revision"] = self.__dict__.get("_revision", 0) + 1
+
+    def _trace_key(self):
+        """What a `cr.compile` trace through this module depends on besides its tensors' shapes:
+        the train/eval mode and every assignment to its attributes since."""
+        return self.training, self.__dict__.get("_revision", 0)
 
     def register_buffer(self, name: str, tensor) -> None:
         """Register state that is saved in `state_dict` but not trained (e.g. running means)."""
@@ -98,6 +110,7 @@ class Module:
         self._modules.pop(name, None)
         self._buffers[name] = tensor
         object.__setattr__(self, name, tensor)
+        self._changed()
 
     def register_parameter(self, name: str, param) -> None:
         """Register ``param`` (a Parameter, or None for an absent optional weight) as ``name``."""
@@ -108,6 +121,7 @@ class Module:
         self._modules.pop(name, None)
         self._parameters[name] = param
         object.__setattr__(self, name, param)
+        self._changed()
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")

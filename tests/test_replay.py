@@ -1,0 +1,351 @@
+"""`cr.compile`: a replayed call is bit-identical to the eager one, retraces when it must, and
+refuses loudly what it cannot repeat."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import autograd, nn, optim
+from chainrule.nn import functional as F
+from chainrule.replay import CompileError
+
+
+def _mlp(seed=0, dtype=np.float32):
+    cr.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8), nn.Tanh(),
+                          nn.Linear(8, 5))
+    if dtype != np.float32:
+        model = model.to(dtype)
+    return model
+
+
+def _batches(n, batch=6, seed=1, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((batch, 12)).astype(dtype), rng.integers(0, 5, batch))
+            for _ in range(n)]
+
+
+def _train(model, loss_fn, batches, lr=0.1):
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    losses, snapshots = [], []
+    for x, y in batches:
+        opt.zero_grad()
+        loss = loss_fn(cr.tensor(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.data.copy())
+        snapshots.append([p.data.copy() for p in model.parameters()])
+    return losses, snapshots
+
+
+def _assert_same_runs(a, b):
+    for la, lb in zip(a[0], b[0]):
+        assert la.dtype == lb.dtype and la.tobytes() == lb.tobytes()
+    for pa, pb in zip(a[1], b[1]):
+        for x, y in zip(pa, pb):
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_with_a_compiled_loss_is_bit_identical_to_eager(dtype):
+    eager_model, compiled_model = _mlp(dtype=dtype), _mlp(dtype=dtype)
+    batches = _batches(6, dtype=dtype)
+    eager = _train(eager_model, lambda x, y: F.cross_entropy(eager_model(x), y), batches)
+    step = cr.compile(lambda x, y: F.cross_entropy(compiled_model(x), y))
+    compiled = _train(compiled_model, step, batches)
+    _assert_same_runs(eager, compiled)
+    assert (step.traces, step.replays) == (1, 5)
+    assert compiled[0][-1].dtype == dtype  # float32 stays float32
+
+
+def test_gradients_of_arguments_and_shared_subexpressions_match_eager():
+    def f(x, w, b):
+        h = cr.tanh(x @ w + b)
+        return ((h * h).sum(axis=1) + cr.exp(h).mean(axis=1) * h[:, 0]).sum()
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(s) for s in [(4, 3), (3, 5), (5,)]]
+    compiled = cr.compile(f)
+    for k in range(3):
+        arrays = [a + 0.1 * k for a in arrays]
+        eager_in = [cr.tensor(a, requires_grad=True) for a in arrays]
+        f(*eager_in).backward()
+        compiled_in = [cr.tensor(a, requires_grad=True) for a in arrays]
+        out = compiled(*compiled_in)
+        out.backward()
+        np.testing.assert_array_equal(out.data, f(*map(cr.tensor, arrays)).data)
+        for e, c in zip(eager_in, compiled_in):
+            assert c.grad.data.tobytes() == e.grad.data.tobytes()
+    assert (compiled.traces, compiled.replays) == (1, 2)
+    assert out.grad_fn.name == "CompiledBackward"
+
+
+def test_new_shapes_dtypes_values_and_requires_grad_make_new_traces():
+    f = cr.compile(lambda x, scale: (x * scale).sum())
+    f(cr.ones(3, requires_grad=True), 2.0)
+    f(cr.ones(3, requires_grad=True), 2.0)
+    assert f.traces == 1
+    f(cr.ones(4, requires_grad=True), 2.0)  # shape
+    f(cr.ones(4, dtype=np.float64, requires_grad=True), 2.0)  # dtype
+    f(cr.ones(4, dtype=np.float64), 2.0)  # requires_grad
+    out = f(cr.ones(4, dtype=np.float64), 3.0)  # a Python value
+    assert f.traces == 5 and out.item() == 12.0
+    with cr.no_grad():  # grad mode is part of the key: no node, no new trace afterwards
+        out = f(cr.ones(3, requires_grad=True), 2.0)
+    assert out.grad_fn is None and f.traces == 6
+
+
+def test_a_module_switched_to_eval_or_given_a_new_attribute_retraces():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 1))
+    model.eval()
+    f = cr.compile(lambda x: model(x).sum())
+    x = cr.ones(2, 3)
+    f(x)
+    f(x)
+    model.train()
+    with pytest.raises(CompileError, match="random"):  # dropout in training draws
+        f(x)
+    assert autograd._tracer is None
+    model.eval()
+    f(x)
+    assert (f.traces, f.replays) == (1, 2)
+    model[0].weight = nn.Parameter(cr.ones(4, 3))  # same shape, a new tensor: read anew
+    out = f(x)
+    assert f.traces == 2 and out.item() == model(x).sum().item()
+    model[2].weight.data = np.full((1, 4), 2.0, np.float32)  # new values, same tensor: replayed
+    out = f(x)
+    assert f.replays == 3 and out.item() == model(x).sum().item()
+    model[1].p = 0.0  # a Python attribute the trace may have read
+    f(x)
+    assert f.traces == 3
+
+
+def test_tensors_that_change_shape_or_requires_grad_between_calls_retrace():
+    w = cr.ones(3, requires_grad=True)
+    f = cr.compile(lambda x: (x * w).sum())
+    f(cr.ones(3))
+    w.data = np.ones(1, np.float32)
+    assert f(cr.ones(3)).item() == 3.0 and f.traces == 2
+    w.data = np.full(1, 2.0, np.float32)
+    out = f(cr.ones(3))
+    out.backward()
+    assert out.item() == 6.0 and w.grad.item() == 3.0 and f.replays == 1
+    w.requires_grad_(False)
+    assert f(cr.ones(3)).grad_fn is None and f.traces == 3
+
+
+class _Cube(cr.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * 3 * x ** 2
+
+
+def _inplace(x):
+    y = x * 1
+    y += 1
+    return y.sum()
+
+
+def _setitem(x):
+    y = x * 1
+    y[0] = 5.0
+    return y.sum()
+
+
+@pytest.mark.parametrize("fn,match", [
+    (lambda x: x * x.sum().item(), r"\.item\(\)"),
+    (lambda x: x * float(x.numpy()[0]), r"\.numpy\(\)"),
+    (lambda x: x if (x.sum() > 0) else -x, r"bool\(x\)"),
+    (lambda x: x * cr.rand(3), "random"),
+    (lambda x: F.dropout(x, 0.5, True), "random"),
+    (_inplace, "in-place"),
+    (_setitem, "in-place"),
+    (lambda x: _Cube.apply(x), "custom Function _Cube"),
+    (lambda x: cr.checkpoint(cr.tanh, x), "checkpoint"),
+    (lambda x: nn.BatchNorm1d(3)(x.reshape(1, 3) * cr.ones(2, 3)), "running statistics"),
+])
+def test_what_a_trace_cannot_repeat_is_refused_by_name(fn, match):
+    f = cr.compile(fn)
+    with pytest.raises(CompileError, match=match):
+        f(cr.tensor([1.0, 2.0, 3.0], requires_grad=True))
+    assert autograd._tracer is None and f.traces == 0
+    fn(cr.tensor([1.0, 2.0, 3.0], requires_grad=True))  # uncompiled, it still runs
+
+
+def test_hooks_on_intermediate_tensors_are_refused():
+    def f(x):
+        h = x * 2
+        h.register_hook(lambda g: g * 10)
+        return h.sum()
+
+    with pytest.raises(CompileError, match="hook"):
+        cr.compile(f)(cr.ones(3, requires_grad=True))
+
+
+def test_the_first_replay_is_checked_against_an_eager_call():
+    def reads_data(x):  # NumPy on .data: the trace sees a constant, not a function of x
+        return x * cr.tensor(x.data.sum())
+
+    f = cr.compile(reads_data)
+    x = cr.tensor([1.0, 2.0])
+    assert f(x).tolist() == [3.0, 6.0]
+    with pytest.raises(CompileError, match="outside chainrule's operations"):
+        f(cr.tensor([1.0, 3.0]))
+    assert f._cache == {}  # the bad trace is dropped: the next call traces again
+    assert f(cr.tensor([1.0, 3.0])).tolist() == [4.0, 12.0]
+
+    unchecked = cr.compile(reads_data, check=False)
+    unchecked(x)
+    unchecked(cr.tensor([1.0, 3.0]))
+    assert unchecked.replays == 1  # no eager comparison: the caller vouched for the function
+
+
+def test_labels_are_checked_at_every_replay():
+    model = _mlp()
+    f = cr.compile(lambda x, y: F.cross_entropy(model(x), y))
+    x = cr.tensor(np.ones((2, 12), np.float32))
+    f(x, np.array([0, 4]))
+    f(x, np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"cross_entropy: label 5 \(at position 1"):
+        f(x, np.array([0, 5]))
+    with pytest.raises(ValueError, match="label -1"):
+        f(x, np.array([-1, 0]))
+
+
+def test_an_operation_failing_at_replay_is_named():
+    f = cr.compile(lambda x, i: x[i].sum())
+    f(cr.ones(3, requires_grad=True), np.array([0, 2]))
+    with pytest.raises(IndexError, match="index 7 is out of bounds"):
+        f(cr.ones(3, requires_grad=True), np.array([0, 7]))
+
+
+def test_retain_graph_and_a_second_backward_behave_as_eager():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    f = cr.compile(lambda v: (v * v).sum())
+    f(x)
+    out = f(x)
+    out.backward(retain_graph=True)
+    out.backward()
+    np.testing.assert_array_equal(x.grad.data, [4.0, 8.0])
+    out = f(x)
+    out.backward()
+    with pytest.raises(RuntimeError, match="a second time"):
+        out.backward()
+
+
+def test_create_graph_through_a_compiled_call_is_an_error():
+    f = cr.compile(lambda v: (v ** 3).sum())
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    f(x)
+    with pytest.raises(CompileError, match="create_graph"):
+        cr.grad(lambda v: cr.grad(f)(v).sum())(x)
+    g = cr.grad(lambda v: cr.grad(f.fn)(v).sum())(x)  # uncompiled: the usual second order
+    np.testing.assert_allclose(g.data, [6.0, 12.0])
+
+
+def test_an_input_changed_in_place_before_backward_is_caught():
+    f = cr.compile(lambda v: (v * v).sum())
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    f(x)
+    out = f(x)
+    with cr.no_grad():
+        x += 1
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.backward()
+
+
+def test_containers_in_and_out():
+    w = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+
+    @cr.compile
+    def f(batch, options):
+        y = batch["x"] @ w * options[0]
+        return y.sum(), y.detach()
+
+    for k in range(3):
+        x = cr.tensor([[1.0, float(k)]])
+        loss, y = f({"x": x}, (2.0, "unused"))
+        assert isinstance(y, cr.Tensor) and not y.requires_grad
+        np.testing.assert_array_equal(y.data, (x.data @ w.data) * 2)
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.data, [[2.0, 2.0], [4.0, 4.0]])
+    assert (f.traces, f.replays) == (1, 2)
+
+
+def test_outputs_that_are_arguments_and_only_one_output_with_grad():
+    f = cr.compile(lambda x, y: (x, (y * 2).sum()))
+    x, y = cr.ones(2), cr.ones(2, requires_grad=True)
+    f(x, y)
+    a, b = f(x, y)
+    assert a is x and b.item() == 4.0 and b.requires_grad
+    with pytest.raises(CompileError, match="require grad"):
+        cr.compile(lambda x: (x * 2, x * 3))(cr.ones(2, requires_grad=True))
+
+
+def test_bad_arguments_and_outputs_are_clear_errors():
+    with pytest.raises(TypeError, match="expected a callable"):
+        cr.compile(3)
+    with pytest.raises(TypeError, match="argument of type object"):
+        cr.compile(lambda x: x)(object())
+    with pytest.raises(CompileError, match="must return a tensor"):
+        cr.compile(lambda x: 3.0)(cr.ones(2))
+
+
+def test_compiled_calls_inside_a_trace_run_as_written():
+    inner = cr.compile(lambda x: cr.tanh(x) * 2)
+    outer = cr.compile(lambda x: inner(x).sum(), check=False)
+    x = cr.tensor([0.5, -1.0], requires_grad=True)
+    for _ in range(3):
+        outer(x).backward()
+    assert inner.traces == 0 and (outer.traces, outer.replays) == (1, 2)
+    np.testing.assert_allclose(x.grad.data, 3 * 2 * (1 - np.tanh([0.5, -1.0]) ** 2))
+
+
+def test_threads_calling_one_compiled_function_get_their_own_results():
+    model = _mlp(dtype=np.float64)
+    f = cr.compile(lambda x, y: F.cross_entropy(model(x), y))
+    batches = _batches(8, dtype=np.float64)
+    with cr.no_grad():
+        expected = [F.cross_entropy(model(cr.tensor(x)), y).item() for x, y in batches]
+    results, errors = {}, []
+    barrier = threading.Barrier(2, timeout=30)
+
+    def work(offset):
+        try:
+            barrier.wait()
+            for i in range(offset, len(batches), 2):
+                x, y = batches[i]
+                results[i] = f(cr.tensor(x), y).item()
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert [results[i] for i in range(len(batches))] == expected
+
+
+def test_cross_entropy_keeps_its_softmax_as_a_residual():
+    logits = cr.tensor(np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32),
+                       requires_grad=True)
+    loss = F.cross_entropy(logits, np.arange(64) % 10)
+    report = cr.inspect.memory(loss)
+    saved = {n.name: n for n in report.nodes}
+    node = next(n for name, n in saved.items() if "ross" in name)
+    assert (64, 10) in node.shapes and node.nbytes >= 64 * 10 * 4  # the softmax is accounted
+    loss.backward()
+    q = np.exp(logits.data - logits.data.max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    q[np.arange(64), np.arange(64) % 10] -= 1
+    np.testing.assert_allclose(logits.grad.data, q / 64, atol=1e-7)
