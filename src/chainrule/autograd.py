@@ -373,6 +373,9 @@ def apply(op: Primitive, args: tuple, params: dict):
 # repeat (a dtype conversion, a check of the labels) or cannot repeat (a random draw).
 # ----------------------------------------------------------------------------------------------
 _tracer = None  # the active trace, or None (nearly always): one global read per operation
+# Bumped by whatever changes what a traced call computes without the trace seeing it (a module's
+# attributes, train/eval): a replay then rechecks what its trace noted, and otherwise does not.
+trace_epoch = [0]
 
 
 def derived(fn, array, *args):
@@ -726,11 +729,18 @@ def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
     ``inputs`` (a list of tensors), nothing is written to ``.grad`` and the gradients with respect
     to those tensors are returned instead (None where an input is not reached).
     """
-    with set_grad_enabled(create_graph):
+    create_graph = bool(create_graph)
+    previous = _mode.enabled  # switched by hand: a set_grad_enabled block costs a few µs more
+    if previous is not create_graph:
+        _mode.enabled = create_graph
+    try:
         if anomaly.enabled and anomaly.errstate is not None:
             with np.errstate(**anomaly.errstate):
                 return _walk(roots, seeds, retain_graph, create_graph, inputs, True)
         return _walk(roots, seeds, retain_graph, create_graph, inputs, anomaly.enabled)
+    finally:
+        if previous is not create_graph:
+            _mode.enabled = previous
 
 
 def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
@@ -753,8 +763,11 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
             capture[t.grad_fn if t.grad_fn is not None else t] = i
     captured = [None] * (len(inputs) if inputs is not None else 0)
 
-    deps = _topological_counts(dict.fromkeys(root_nodes))
-    ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
+    if len(root_nodes) == 1 and Node not in map(type, root_nodes[0].parents):
+        deps, ready = {}, root_nodes  # one node whose parents are leaves (a compiled call)
+    else:
+        deps = _topological_counts(dict.fromkeys(root_nodes))
+        ready = [n for n in dict.fromkeys(root_nodes) if deps[n] == 0]
     while ready:
         node = ready.pop()
         g = pending.pop(node, None)
@@ -817,13 +830,15 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph, leaf)
-        g = _match_dtype(g, leaf)
+        data = leaf.data
+        if g.shape != data.shape or g.dtype != data.dtype or type(g) is not np.ndarray:
+            g = _match_dtype(g, leaf)
         if not create_graph and (g.base is not None or id(g) in fresh or
                                  not g.flags.writeable):
             g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
         fresh.add(id(g))
         if leaf.grad is None:
-            leaf.grad = _as_tensor_grad(g)
+            leaf.grad = _as_tensor_grad(g) if create_graph else Tensor._wrap(g)
         elif create_graph or isinstance(leaf.grad.grad_fn, Node):
             leaf.grad = leaf.grad + g
         else:

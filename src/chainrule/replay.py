@@ -78,9 +78,9 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if autograd._tracer is not None or autograd.anomaly.enabled:
             return self.fn(*args, **kwargs)  # inside another trace, or checking: run as written
-        if not kwargs and all(type(a) in _FLAT for a in args):  # the usual call: no containers
+        key = _flat_key(args) if not kwargs else None
+        if key is not None:  # the usual call: no containers
             leaves = args
-            key = (len(args), autograd.is_grad_enabled(), *map(_signature, args))
         else:
             leaves, treedef = flatten((args, kwargs))
             key = (treedef, autograd.is_grad_enabled(), *map(_signature, leaves))
@@ -123,6 +123,21 @@ _FLAT = {Tensor, np.ndarray, int, float, bool, complex, str, type(None)}
 
 def _name(fn):
     return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _flat_key(args):
+    """The cache key of a call whose arguments are all leaves, or None if one is a container."""
+    key = [len(args), autograd.is_grad_enabled()]
+    for a in args:
+        kind = type(a)
+        if kind is Tensor:
+            d = a.data
+            key.append((Tensor, d.shape, d.dtype, a._requires_grad))
+        elif kind in _FLAT:
+            key.append(_signature(a))
+        else:
+            return None
+    return tuple(key)
 
 
 def _signature(leaf):
@@ -299,6 +314,9 @@ class _Trace:
         self.grad_output = grad_outputs[0] if grad_outputs else None
         root = None if self.grad_output is None else outputs[self.grad_output].grad_fn
         self._plan(root)
+        self.output_sources = [self.source_of_slot.get(slot) for slot in self.out_slots]
+        self.epoch = autograd.trace_epoch[0]
+        self.guard = _generate_guard(self)
         self.forward_code, self.backward_code = _generate(self)
         del self.slot_of, self.alive, self.nodes, self.entry_of_node, self.tensor_of_slot
 
@@ -372,25 +390,25 @@ class _Trace:
 
     # --- replaying -----------------------------------------------------------------------------
     def still_valid(self):
-        for t, (shape, dtype, requires_grad) in zip(self.externals, self.external_signature):
-            d = t.data
-            if d.shape != shape or d.dtype is not dtype and d.dtype != dtype or (
-                    t._requires_grad != requires_grad):
-                return False
-        for module, key in self.modules.values():
-            if module._trace_key() != key:
-                return False
+        if not self.guard(self.externals):  # shapes, dtypes and requires_grad of what it read
+            return False
+        if self.epoch != autograd.trace_epoch[0]:  # some module changed since the last check
+            for module, key in self.modules.values():
+                if module._trace_key() != key:
+                    return False
+            self.epoch = autograd.trace_epoch[0]
         return True
 
     def replay(self, leaves):
         try:
-            outputs, kept, params_used = self.forward_code(leaves, self.externals)
+            outputs, backward = self.forward_code(leaves, self.externals)
         except Exception:
             self._replay_slowly(leaves)  # raises the same error, named as the eager call names it
             raise
-        outputs = [self._output(i, slot, value, kept, leaves, params_used)
-                   for i, (slot, value) in enumerate(zip(self.out_slots, outputs))]
-        return self.out_type(outputs) if self.out_type is not None else outputs[0]
+        if self.out_type is None:
+            return self._output(0, outputs[0], leaves, backward)
+        return self.out_type([self._output(i, value, leaves, backward)
+                              for i, value in enumerate(outputs)])
 
     def _replay_slowly(self, leaves):
         """The tape run one entry at a time, to name the operation that fails."""
@@ -419,18 +437,14 @@ class _Trace:
         kind, k, _ = source
         return leaves[k] if kind == "L" else self.externals[k]
 
-    def _output(self, i, slot, value, kept, leaves, params_used):
-        source = self.source_of_slot.get(slot)
+    def _output(self, i, value, leaves, backward):
+        source = self.output_sources[i]
         if source is not None:  # fn returned an argument or a parameter itself
             return self._resolve(source, leaves) if source[2] else value
         t = Tensor._wrap(value)
-        if i == self.grad_output and autograd.is_grad_enabled():
-            versions = tuple(s._version[0] if isinstance(s, Tensor) else 0 for s in kept)
-            parents = []
-            for source in self.parents:
-                p = self._resolve(source, leaves)
-                parents.append(p.grad_fn or p)
-            t.grad_fn = Node(self.row, tuple(parents), kept, versions, None, None,
+        if i == self.grad_output and backward is not None:
+            kept, versions, parents, params_used = backward
+            t.grad_fn = Node(self.row, parents, kept, versions, None, None,
                              {"params_used": params_used}, None)
             t._requires_grad = True
         return t
@@ -519,12 +533,33 @@ def _generate(trace):
             kept.append(f"L[{source[1]}]" if source[0] == "L" else f"E[{source[1]}]")
         else:
             kept.append(value(slot))
-    lines.append(f"    return ({''.join(value(s) + ', ' for s in trace.out_slots)}), "
-                 f"({''.join(k + ', ' for k in kept)}), "
-                 f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}}")
+    outputs = f"({''.join(value(s) + ', ' for s in trace.out_slots)})"
+    if trace.plan:  # what the compiled node saves, the version of each tensor, its parents
+        versions = [f"{k}._version[0]" if k[0] in "LE" else "0" for k in kept]
+        parents = [f"{where}.grad_fn or {where}" for where in
+                   (f"{kind}[{k}]" for kind, k, _ in trace.parents)]
+        lines.append(f"    return {outputs}, (({''.join(k + ', ' for k in kept)}), "
+                     f"({''.join(v + ', ' for v in versions)}), "
+                     f"({''.join(f'({p}), ' for p in parents)}), "
+                     f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}})")
+    else:
+        lines.append(f"    return {outputs}, None")
     forward_code = _define(lines, names, "forward")
     backward_code = _generate_backward(trace) if trace.plan else None
     return forward_code, backward_code
+
+
+def _generate_guard(trace):
+    """``guard(E)``: whether the tensors read from outside still have the traced shapes, dtypes
+    and requires_grad, as one function with no loop."""
+    names, lines = {}, ["def guard(E):"]
+    for k, (shape, dtype, requires_grad) in enumerate(trace.external_signature):
+        names[f"S{k}"], names[f"D{k}"] = shape, dtype
+        lines += [f"    d = E[{k}].data",
+                  f"    if d.shape != S{k} or d.dtype != D{k} or "
+                  f"E[{k}]._requires_grad is not {requires_grad!r}: return False"]
+    lines.append("    return True")
+    return _define(lines, names, "guard")
 
 
 def _generate_backward(trace):

@@ -96,6 +96,7 @@ class Module:
         # cr.compile replays read this module's tensors and Python attributes as they were when
         # traced: any assignment makes the next call trace again (see `_trace_key`).
         self.__dict__["_revision"] = self.__dict__.get("_revision", 0) + 1
+        autograd.trace_epoch[0] += 1
 
     def _trace_key(self):
         """What a `cr.compile` trace through this module depends on besides its tensors' shapes:
@@ -206,6 +207,7 @@ class Module:
         """Set training mode (``mode=False``: evaluation) here and in every sub-module."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
+        autograd.trace_epoch[0] += 1
         return self
 
     def eval(self):

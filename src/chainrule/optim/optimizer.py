@@ -33,6 +33,7 @@ class Optimizer:
         self.param_groups: list[dict] = []
         self.state: dict[Tensor, dict] = {}
         self._scratch: dict[tuple, np.ndarray] = {}
+        self._views: dict[tuple, np.ndarray] = {}  # (parameter, slot) -> its view of _scratch
         groups = _as_list(params, type(self).__name__)
         if not groups:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -108,12 +109,12 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.data
-                if grad.shape != p.data.shape:
+                grad, data = p.grad.data, p.data
+                if grad.shape != data.shape:
                     raise ValueError(f"{type(self).__name__}.step: a gradient of shape "
-                                     f"{grad.shape} for a parameter of shape {p.data.shape}")
-                if grad.dtype != p.data.dtype:  # never let a gradient upcast the parameter
-                    grad = grad.astype(p.data.dtype)
+                                     f"{grad.shape} for a parameter of shape {data.shape}")
+                if grad.dtype != data.dtype:  # never let a gradient upcast the parameter
+                    grad = grad.astype(data.dtype)
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = self._init_state(group, p)
@@ -133,11 +134,17 @@ class Optimizer:
         Intermediate results go here with ``out=`` so a step allocates nothing per parameter;
         one flat buffer per (dtype, slot) grows to the largest parameter and is reused.
         """
-        key = (p.data.dtype, slot)
+        data = p.data
+        view = self._views.get((p, slot))  # the last view made for p, reused while it fits
+        if view is not None and view.shape == data.shape and view.dtype == data.dtype:
+            return view
+        key = (data.dtype, slot)
         flat = self._scratch.get(key)
-        if flat is None or flat.size < p.data.size:
-            flat = self._scratch[key] = np.empty(p.data.size, p.data.dtype)
-        return flat[: p.data.size].reshape(p.data.shape)
+        if flat is None or flat.size < data.size:
+            flat = self._scratch[key] = np.empty(data.size, data.dtype)
+            self._views.clear()  # views of the old, smaller buffer must not be used again
+        view = self._views[p, slot] = flat[: data.size].reshape(data.shape)
+        return view
 
     # --- saving and restoring --------------------------------------------------------------------
     def state_dict(self) -> dict:
