@@ -341,3 +341,16 @@ def test_tensor_methods_and_the_percent_operator_match_torch():
     z %= 3.0
     assert z.dtype == np.float32 and z.data.tolist() == [2.0, 1.0]
     assert x.asin is not None and cr.tensor([0.5]).round().item() == 0.0
+
+
+def test_clip_with_tensor_bounds_gives_each_bound_its_gradient_as_torch_clamp():
+    x = np.array([[0.5, -1.0, 2.0], [0.2, 0.3, -0.4]])
+    lo, hi = np.array(0.3), np.array([0.4, 1.0, 1.5])  # x[1, 1] ties with lo: x keeps it
+    w = np.arange(6.0).reshape(2, 3)
+    ours = [cr.tensor(a, requires_grad=True) for a in (x, lo, hi)]
+    (cr.clip(*ours) * w).sum().backward()
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, lo, hi)]
+    (torch.clamp(*theirs) * torch.tensor(w)).sum().backward()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.grad.data, b.grad.numpy())
+    assert cr.clip(cr.tensor(x), min=cr.tensor(lo)).tolist() == np.maximum(x, lo).tolist()

@@ -349,3 +349,83 @@ def test_cross_entropy_keeps_its_softmax_as_a_residual():
     q /= q.sum(1, keepdims=True)
     q[np.arange(64), np.arange(64) % 10] -= 1
     np.testing.assert_allclose(logits.grad.data, q / 64, atol=1e-7)
+
+
+def test_array_arguments_arrive_as_tensors_sharing_memory():
+    seen = []
+
+    def f(x, t):
+        seen.append((type(t), t.data is array))
+        return (x * t).sum()
+
+    array = np.ones(3)
+    compiled = cr.compile(f)
+    out = compiled(cr.ones(3, dtype=np.float64, requires_grad=True), array)
+    assert seen == [(cr.Tensor, True)] and out.item() == 3.0
+    t = cr.compile(lambda x, t: (t, x * 2))(cr.ones(2), np.zeros(2))[0]
+    assert isinstance(t, cr.Tensor)
+
+
+_RNG = np.random.default_rng(5)
+# Each computes something from an array argument; a replay must recompute it (or refuse).
+_FROM_ARGUMENTS = {
+    "a float64 target for a float32 loss": (
+        lambda x, t: F.mse_loss(x.astype(np.float32), t), lambda: _RNG.standard_normal((4, 3))),
+    "one sample's label": (lambda x, t: F.cross_entropy(x[0], t),
+                           lambda: np.array(_RNG.integers(0, 3))),
+    "one_hot": (lambda x, t: (x * F.one_hot(t, 3)).sum(), lambda: _RNG.integers(0, 3, 4)),
+    "a comparison for where": (lambda x, t: cr.where(t > 0, x, 0.0).sum(),
+                               lambda: _RNG.standard_normal((4, 3))),
+    "views of the argument": (lambda x, t: (x * t.T.T * t[0]).sum(),
+                              lambda: _RNG.standard_normal((4, 3))),
+    "gather indices": (lambda x, t: cr.take_along_axis(x, t.reshape(4, 1), 1).sum(),
+                       lambda: _RNG.integers(0, 3, 4)),
+    "embedding rows": (lambda x, t: F.embedding(t, x).sum(), lambda: _RNG.integers(0, 4, 3)),
+    "a bound of clip": (lambda x, t: cr.clip(x, t.min(), 1.0).sum(),
+                        lambda: _RNG.standard_normal((4, 3))),
+    "nll labels": (lambda x, t: F.nll_loss(cr.log_softmax(x), t), lambda: _RNG.integers(0, 3, 4)),
+    "binary targets": (lambda x, t: F.binary_cross_entropy_with_logits(x, t),
+                       lambda: _RNG.uniform(0, 1, (4, 3))),
+    "np.argmax and np.greater": (lambda x, t: x[np.argmax(t, axis=0)].sum()
+                                 + (x * np.greater(t, 0)).sum(),
+                                 lambda: _RNG.standard_normal((4, 3))),
+}
+
+
+@pytest.mark.parametrize("name", list(_FROM_ARGUMENTS))
+def test_what_is_computed_from_array_arguments_is_recomputed_at_every_replay(name):
+    fn, make = _FROM_ARGUMENTS[name]
+    x = cr.tensor(_RNG.standard_normal((4, 3)), requires_grad=True)
+    compiled = cr.compile(fn, check=False)  # no eager comparison to catch a stale constant
+    for _ in range(4):
+        t = make()
+        got = compiled(x, t)
+        expected = fn(x, cr.tensor(t))
+        assert got.data.tobytes() == expected.data.tobytes()
+    assert (compiled.traces, compiled.replays) == (1, 3)
+
+
+@pytest.mark.parametrize("fn,match", [
+    (lambda x, t: x[t > 0].sum(), "boolean mask"),
+    (lambda x, t: x[np.nonzero(t > 1)].sum(), r"np\.nonzero on a tensor"),
+    (lambda x, t: x * np.count_nonzero(t > 1), r"np\.count_nonzero on a tensor"),
+    (lambda x, t: (x * F.one_hot(t.astype(np.int64))).sum(), "one_hot without num_classes"),
+    (lambda x, t: (x * cr.tensor(t)).sum(), r"cr\.tensor\(x\) on a tensor"),
+    (lambda x, t: (x * x.data[0]).sum(), "a view of an array of the traced call"),
+])
+def test_values_that_a_replay_could_not_recompute_are_refused(fn, match):
+    x = cr.tensor(np.ones((4, 3)), requires_grad=True)
+    with pytest.raises(CompileError, match=match):
+        cr.compile(fn)(x, np.abs(_RNG.standard_normal((4, 3))))
+
+
+def test_value_checks_of_embedding_and_one_hot_run_at_every_replay():
+    weight = cr.tensor(np.ones((4, 2)), requires_grad=True)
+    f = cr.compile(lambda i: F.embedding(i, weight).sum())
+    f(np.array([0, 3]))
+    with pytest.raises(IndexError, match="index -1 is out of range for 4 embeddings"):
+        f(np.array([0, -1]))  # NumPy alone would take row 3
+    g = cr.compile(lambda t: F.one_hot(t, 3).sum())
+    g(np.array([0, 2]))
+    with pytest.raises(ValueError, match="one_hot: label 3 is out of range for 3 classes"):
+        g(np.array([0, 3]))

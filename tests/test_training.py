@@ -480,3 +480,18 @@ def test_check_inputs_refuses_nan_and_values_outside_the_training_range():
     assert "raw values" not in str(info.value)
     check_inputs(np.array([[1.04, -0.04, 0.0]]), spec)  # 5% slack
     check_inputs(X * 100, {"inputs": None})  # files from before the range was recorded
+
+
+@pytest.mark.parametrize("options", [dict(), dict(loss="mse", optimizer="sgd")])
+def test_compile_trains_to_the_same_bits_as_the_eager_step(tmp_path, options):
+    eager = fit(small(tmp_path, out=str(tmp_path / "eager"), **options), log=quiet)
+    compiled = fit(small(tmp_path, out=str(tmp_path / "compiled"), compile=True, **options),
+                   log=quiet)
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert [r[key] for r in compiled["history"]] == [r[key] for r in eager["history"]]
+    weights = [cr.load(tmp_path / run / "model.safetensors") for run in ("eager", "compiled")]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert weights[0][name].numpy().tobytes() == weights[1][name].numpy().tobytes(), name
+    # a resumed compiled run is the same run: --compile is not one of its options
+    assert "compile" not in run_options(small(tmp_path, compile=True))

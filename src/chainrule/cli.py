@@ -138,6 +138,9 @@ def _add_train(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write a memory report and the gradient-flow report")
+    p.add_argument("--compile", action="store_true",
+                   help="replay each training step with cr.compile: the same numbers, less "
+                        "Python per step")
     p.set_defaults(func=_train)
 
 
@@ -157,7 +160,7 @@ def _train(args) -> int:
                     weight_decay=args.weight_decay, epochs=args.epochs,
                     batch_size=args.batch_size, seed=args.seed, data=args.data, out=args.out,
                     resume=args.resume, stop_after=args.stop_after, threads=args.threads,
-                    distributed=args.distributed,
+                    distributed=args.distributed, compile=args.compile,
                     progress=not args.no_progress and sys.stderr.isatty(), report=args.report)
     fit(config)
     return 0

@@ -49,6 +49,20 @@ _VALUE_ONLY = frozenset({
     "logical_or", "logical_not", "logical_xor", "floor_divide", "bitwise_and", "bitwise_or",
     "bitwise_xor", "invert", "left_shift", "right_shift", "gcd", "lcm",
 })
+# Of those, the ones that read only shapes and dtypes (which a trace is specialised on).
+_SHAPE_ONLY = frozenset({"shape", "ndim", "size", "iscomplexobj", "isrealobj", "result_type",
+                         "can_cast", "min_scalar_type", "shares_memory", "may_share_memory"})
+
+
+def _on_values(name):
+    """Called before a function runs on a tensor's values: a cr.compile trace cannot repeat it."""
+    if name not in _SHAPE_ONLY:
+        from chainrule import autograd
+
+        autograd.untraceable(f"np.{name} on a tensor (it computes on the values, outside the "
+                             f"graph)")
+
+
 # NumPy parameter names that chainrule's functions call otherwise.
 _PARAM_ALIASES = {"a": "x", "a_min": "min", "a_max": "max", "arrays": "tensors",
                   "newshape": "shape", "x1": "x", "x2": "y", "m": "x", "ary": "x"}
@@ -177,6 +191,7 @@ def array_function(func, types, args, kwargs):
     name, module_name = func.__name__, getattr(func, "__module__", "") or ""
     ours, on_values = _resolve(func, name, module_name)
     if on_values or (name == "where" and len(args) + len(kwargs) == 1):  # np.where(c): nonzero
+        _on_values(name)
         return func(*_values(args), **_values(kwargs))
     where = f"{module_name.replace('numpy', 'np')}.{name}"
     if ours is None:
@@ -214,6 +229,7 @@ def array_ufunc(ufunc, method, *inputs, **kwargs):
             name = _LOGICAL[name]  # ``a | t`` on booleans is logical, and stays a Tensor
         ours, on_values = _resolve(ufunc, name, "numpy")
         if on_values:
+            _on_values(name)
             return ufunc(*_values(inputs))
         if name == "positive":
             return inputs[0]

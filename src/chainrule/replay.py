@@ -34,7 +34,7 @@ import numpy as np
 
 from chainrule import autograd
 from chainrule.autograd import Node, ShapeError, _op_error, _topological_counts, unbroadcast
-from chainrule.pytree import flatten
+from chainrule.pytree import flatten, unflatten
 from chainrule.tensor import Tensor
 
 _tracing_lock = threading.Lock()
@@ -76,11 +76,12 @@ class Compiled:
         return f"<compiled {_name(self.fn)}: {len(self._cache)} traces>"
 
     def __call__(self, *args, **kwargs):
-        if autograd._tracer is not None or autograd.anomaly.enabled:
-            return self.fn(*args, **kwargs)  # inside another trace, or checking: run as written
+        if autograd._tracer is not None or autograd.anomaly.enabled:  # inside another trace, or
+            leaves, treedef = flatten((args, kwargs))  # checking for anomalies: run as written
+            return _call(self.fn, leaves, treedef)
         key = _flat_key(args) if not kwargs else None
         if key is not None:  # the usual call: no containers
-            leaves = args
+            leaves, treedef = args, None
         else:
             leaves, treedef = flatten((args, kwargs))
             key = (treedef, autograd.is_grad_enabled(), *map(_signature, leaves))
@@ -89,9 +90,9 @@ class Compiled:
             self.replays += 1
             out = trace.replay(leaves)
             if trace.unchecked:
-                self._compare(trace, out, args, kwargs)
+                self._compare(trace, out, leaves, treedef)
             return out
-        out, trace = _Trace.run(self.fn, args, kwargs, leaves)
+        out, trace = _Trace.run(self.fn, leaves, treedef)
         if trace is None:
             return out
         trace.unchecked = self.check
@@ -99,9 +100,9 @@ class Compiled:
         self.traces += 1
         return out
 
-    def _compare(self, trace, out, args, kwargs):
+    def _compare(self, trace, out, leaves, treedef):
         with autograd.no_grad():
-            expected = self.fn(*args, **kwargs)
+            expected = _call(self.fn, leaves, treedef)
         got = out if isinstance(out, (tuple, list)) else (out,)
         want = expected if isinstance(expected, (tuple, list)) else (expected,)
         for i, (a, b) in enumerate(zip(got, want)):
@@ -116,6 +117,20 @@ class Compiled:
                     f"array, Python control flow on a value), which a replay cannot repeat. Call "
                     f"it uncompiled.")
         trace.unchecked = False
+
+
+def _call(fn, leaves, treedef):
+    """``fn`` on the arguments with every array made a tensor sharing its memory.
+
+    As JAX's jit hands a function tracers, a compiled function sees its array arguments as
+    tensors: what it computes from them runs through chainrule's operations (recorded, so a
+    replay repeats it) or is refused (``if``, ``float()``, ``np.asarray``), never baked into the
+    trace as a constant. Traced, replayed, checked or run as written, it sees the same types."""
+    leaves = [Tensor._wrap(a) if type(a) is np.ndarray else a for a in leaves]
+    if treedef is None:
+        return fn(*leaves)
+    args, kwargs = unflatten(treedef, leaves)
+    return fn(*args, **kwargs)
 
 
 _FLAT = {Tensor, np.ndarray, int, float, bool, complex, str, type(None)}
@@ -144,13 +159,15 @@ def _signature(leaf):
     """What a trace is specialised on, for one argument leaf."""
     if isinstance(leaf, Tensor):
         return (Tensor, leaf.data.shape, leaf.data.dtype, leaf._requires_grad)
-    if isinstance(leaf, np.ndarray):
+    if type(leaf) is np.ndarray:
         return (np.ndarray, leaf.shape, leaf.dtype)
     if leaf is None or isinstance(leaf, (bool, int, float, complex, str, np.generic)):
         return (type(leaf), leaf)
-    raise TypeError(f"compile: cannot take an argument of type {type(leaf).__name__}; pass "
-                    f"tensors, arrays, Python numbers or strings (or tuples, lists and dicts "
-                    f"of them)")
+    subclass = " (an ndarray subclass: pass np.asarray of it)" if isinstance(
+        leaf, np.ndarray) else ""
+    raise TypeError(f"compile: cannot take an argument of type {type(leaf).__name__}"
+                    f"{subclass}; pass tensors, arrays, Python numbers or strings (or tuples, "
+                    f"lists and dicts of them)")
 
 
 class _Trace:
@@ -176,7 +193,7 @@ class _Trace:
 
     # --- recording ---------------------------------------------------------------------------
     @classmethod
-    def run(cls, fn, args, kwargs, leaves):
+    def run(cls, fn, leaves, treedef):
         trace = cls()
         for position, leaf in enumerate(leaves):
             if isinstance(leaf, Tensor | np.ndarray):
@@ -188,10 +205,10 @@ class _Trace:
                 trace.inputs.append((position, slot, is_tensor))
         with _tracing_lock:
             if autograd._tracer is not None:  # another thread is tracing: run this call as is
-                return fn(*args, **kwargs), None
+                return _call(fn, leaves, treedef), None
             autograd._tracer = trace
         try:
-            out = fn(*args, **kwargs)
+            out = _call(fn, leaves, treedef)
         finally:
             autograd._tracer = None
         trace._finish(fn, out)
@@ -217,11 +234,12 @@ class _Trace:
         if self._ours():
             self.modules[id(module)] = (module, module._trace_key())
 
-    def _slot(self, array, source=None):
+    def _slot(self, array, source=None, what="an input"):
         """The slot an operation's input comes from, made a constant or an external if new."""
         slot = self.slot_of.get(id(array)) if isinstance(array, np.ndarray) else None
         if slot is not None:
             return slot
+        self._refuse_views(array, what)
         if isinstance(source, Tensor) and source.data is array:
             slot = self._new_slot(array)
             self.tensor_of_slot[slot] = source
@@ -241,20 +259,31 @@ class _Trace:
         self.tape.append((forward, getter, len(slots), params, self._substitutions(params),
                           out_slot, tuple(slots), name))
 
+    def _refuse_views(self, array, what):
+        """A new array that is a view of one of this call's (an argument's, a result's) was made
+        outside the operations: a replay would read the traced values. Refuse it by name."""
+        base = array.base if isinstance(array, np.ndarray) else None
+        while isinstance(base, np.ndarray):
+            slot = self.slot_of.get(id(base))
+            if slot is not None and self.values[slot] is None:
+                raise CompileError(
+                    f"compile: {what} is a view of an array of the traced call made outside "
+                    f"chainrule's operations (NumPy on .data: a slice, .T, .reshape), which a "
+                    f"replay would not remake; use the tensor operations, or call it uncompiled")
+            base = base.base
+
     def _substitutions(self, params):
         """Parameters that are arrays of this call (an index, labels): (name, slot, position)."""
         subs = []
         for name, value in params.items():
-            if isinstance(value, np.ndarray) and id(value) in self.slot_of:
-                slot = self.slot_of[id(value)]
-                if self.values[slot] is None:
-                    subs.append((name, slot, None))
-            elif isinstance(value, tuple):
-                for j, item in enumerate(value):
-                    if isinstance(item, np.ndarray) and id(item) in self.slot_of:
-                        slot = self.slot_of[id(item)]
-                        if self.values[slot] is None:
-                            subs.append((name, slot, j))
+            for j, item in enumerate(value) if isinstance(value, tuple) else ((None, value),):
+                if not isinstance(item, np.ndarray):
+                    continue
+                slot = self.slot_of.get(id(item))
+                if slot is None:
+                    self._refuse_views(item, f"the parameter {name!r}")
+                elif self.values[slot] is None:
+                    subs.append((name, slot, j))
         return tuple(subs)
 
     def record(self, op, args, arrays, params, result, residual=None):
@@ -440,7 +469,7 @@ class _Trace:
     def _output(self, i, value, leaves, backward):
         source = self.output_sources[i]
         if source is not None:  # fn returned an argument or a parameter itself
-            return self._resolve(source, leaves) if source[2] else value
+            return self._resolve(source, leaves) if source[2] else Tensor._wrap(value)
         t = Tensor._wrap(value)
         if i == self.grad_output and backward is not None:
             kept, versions, parents, params_used = backward

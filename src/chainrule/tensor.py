@@ -201,7 +201,8 @@ class Tensor:
         return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        autograd.untraceable("np.asarray(x) (the values leave the graph)")
+        autograd.untraceable("np.asarray(x), np.array(x) or cr.tensor(x) on a tensor (the values "
+                             "leave the graph; x.detach() or an operation keeps them in it)")
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
@@ -1085,7 +1086,7 @@ def _seed_gradient(t, gradient, where):
 
 def tensor(data, requires_grad=False, dtype=None) -> Tensor:
     """Make a Tensor. Python floats and lists become float32; NumPy arrays keep their float dtype
-    (and are shared, not copied); integer data stays integer and cannot require grad."""
+    (and are copied, as are tensors); integer data stays integer and cannot require grad."""
     if isinstance(data, (Tensor, np.ndarray)):
         data = np.array(data, copy=True)  # a new tensor never aliases the caller's array
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)

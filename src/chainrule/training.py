@@ -52,6 +52,7 @@ class Config:
     stop_after: int | None = None
     threads: int | None = None  # BLAS threads; None: see threads.threads_for_model
     distributed: bool = False  # data parallel over MPI (run under mpiexec)
+    compile: bool = False  # replay each step's forward and backward with cr.compile (same results)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -455,6 +456,12 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         f"{'seconds':>8}")
     for row in history:
         log(_row(row))
+    def batch_loss(xb, labels):
+        logits = model(xb)
+        return loss_of(config.loss, logits, labels, data.n_classes), logits.detach()
+
+    if config.compile:  # bit-identical to the eager step, so not one of the run's options
+        batch_loss = cr.compile(batch_loss)
     started = time.perf_counter()
     last = config.epochs if config.stop_after is None else min(config.epochs, config.stop_after)
     if last < start_epoch:
@@ -472,8 +479,7 @@ def _fit(config: Config, data: Data, model, log) -> dict:
             step += 1
             n = len(yb)
             if n:  # a rank's part of a short last batch may be empty
-                logits = model(xb)
-                loss = loss_of(config.loss, logits, yb.data, data.n_classes)
+                loss, logits = batch_loss(xb, yb.data)
                 _check_finite(loss.item(), f"epoch {epoch + 1}, step {step} of {n_batches}: "
                               f"the loss", epoch, checkpoint_path, config)
                 loss.backward()

@@ -98,13 +98,20 @@ def one_hot(labels, num_classes=-1):
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"one_hot: labels must be integers, got dtype {labels.dtype}")
+    if num_classes in (None, -1):
+        autograd.untraceable("one_hot without num_classes (its width would depend on the "
+                             "labels' values)")
     n = int(labels.max()) + 1 if num_classes in (None, -1) and labels.size else num_classes
     n = 0 if n in (None, -1) else int(n)
+    autograd.checked(_check_one_hot, labels, n)
+    return Tensor._wrap(autograd.derived(ops._one_hot, labels, n, np.int64))
+
+
+def _check_one_hot(labels, n):
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         bad = labels[(labels < 0) | (labels >= n)].flat[0]
         raise ValueError(f"one_hot: label {bad} is out of range for {n} classes "
                          f"(labels of shape {labels.shape})")
-    return Tensor(ops._one_hot(labels, n, np.int64))
 
 
 def _check_reduction(where, reduction):
@@ -157,7 +164,8 @@ def cross_entropy(logits, target, reduction="mean"):
     _check_reduction("cross_entropy", reduction)
     if logits.ndim == 1:  # one sample: a label, or a vector of probabilities
         t = np.asarray(target.data if isinstance(target, Tensor) else target)
-        out = cross_entropy(ops.expand_dims(logits, 0), t.reshape((1,) + t.shape), reduction)
+        t = autograd.derived(np.reshape, t, (1,) + t.shape)  # a replay reshapes its own target
+        out = cross_entropy(ops.expand_dims(logits, 0), t, reduction)
         return out[0] if reduction == "none" else out
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape (N, C) or (C,), got "
@@ -615,8 +623,11 @@ def embedding(indices, weight):
     idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
-    bad = idx[(idx < 0) | (idx >= weight.shape[0])]
-    if bad.size:
-        raise IndexError(f"embedding: index {int(bad[0])} is out of range for "
-                         f"{weight.shape[0]} embeddings")
+    autograd.checked(_check_embedding_indices, idx, weight.shape[0])  # a replay checks its own
     return weight[idx]
+
+
+def _check_embedding_indices(idx, n):
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise IndexError(f"embedding: index {int(bad[0])} is out of range for {n} embeddings")

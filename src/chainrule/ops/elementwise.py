@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from chainrule.autograd import Primitive, _cast
+from chainrule.tensor import Tensor
 
 P = Primitive
 
@@ -171,4 +172,13 @@ def clip(x, min=None, max=None):
     """Limit values to [min, max]; the gradient passes where min <= x <= max."""
     if min is None and max is None:
         raise ValueError("clip: give at least one of min and max")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # Tensor bounds are inputs, as torch.clamp's: each takes the gradient where it binds
+        # (x keeps it at a tie), and a trace records them instead of baking them in.
+        out = x
+        if min is not None:
+            out = where(less(out, min), min, out)
+        if max is not None:
+            out = where(greater(out, max), max, out)
+        return out
     return _clip(x, lo=min, hi=max)

@@ -9,6 +9,7 @@ import builtins
 
 import numpy as np
 
+from chainrule import autograd
 from chainrule.autograd import Primitive, ShapeError, unbroadcast
 from chainrule.tensor import Tensor
 
@@ -312,5 +313,14 @@ def getitem(x, index):
     """``x[index]``: basic slicing gives a view; integer or boolean arrays gather (repeated
     indices accumulate their gradients)."""
     index = index_key(index)
-    row = _getitem if _is_basic(index) else _take
-    return row(x, index=index, shape=_shape(x))
+    if _is_basic(index):
+        return _getitem(x, index=index, shape=_shape(x))
+    if autograd._tracer is not None and _has_mask(index):
+        autograd.untraceable("indexing with a boolean mask (the result's shape depends on the "
+                             "mask's values)")
+    return _take(x, index=index, shape=_shape(x))
+
+
+def _has_mask(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, np.ndarray) and i.dtype == bool for i in items)
