@@ -429,3 +429,41 @@ def test_value_checks_of_embedding_and_one_hot_run_at_every_replay():
     g(np.array([0, 2]))
     with pytest.raises(ValueError, match="one_hot: label 3 is out of range for 3 classes"):
         g(np.array([0, 3]))
+
+
+def test_a_compiled_module_keeps_its_attributes_and_methods_compile_per_instance():
+    model = _mlp()
+    compiled = cr.compile(model)
+    assert list(compiled.parameters()) == list(model.parameters())
+    compiled.eval()
+    assert not model.training
+
+    class Net(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.w = nn.Parameter(cr.ones(3) * scale)
+
+        @cr.compile
+        def forward(self, x):
+            return (x * self.w).sum()
+
+    a, b = Net(1.0), Net(2.0)
+    x = cr.ones(3)
+    for _ in range(3):
+        assert a(x).item() == 3.0 and b(x).item() == 6.0
+    assert a.forward is a.forward and a.forward is not b.forward
+    assert (a.forward.traces, a.forward.replays) == (1, 2)
+
+
+def test_the_cache_keeps_the_latest_traces(monkeypatch):
+    from chainrule import replay
+
+    monkeypatch.setattr(replay, "MAX_TRACES", 3)
+    f = cr.compile(lambda x: x.sum())
+    for n in range(1, 6):
+        f(cr.ones(n))
+    assert f.traces == 5 and len(f._cache) == 3
+    f(cr.ones(5))
+    assert f.replays == 1
+    f(cr.ones(1))  # dropped: traced again
+    assert f.traces == 6

@@ -9,18 +9,20 @@ forward functions on the new arrays, and the tensor they return has one node who
 the same rules in the same order as the eager walk. The results are bit-identical to the eager
 call's, and ``loss.backward()`` fills the parameters' ``.grad`` exactly as before.
 
-What a trace cannot see, it refuses while tracing, with an error naming it: random draws
-(dropout in training mode), in-place writes, values read out of the graph (``.item()``,
-``.numpy()``, ``if x:``), custom Functions, ``cr.checkpoint``, batch norm updating its running
-statistics. New argument shapes, dtypes or Python values, a parameter of a new shape, a changed
-``requires_grad``, a module switched between train and eval or given a new attribute (a new
+Array arguments arrive as tensors sharing their memory (see `_call`), so whatever the function
+computes from them runs through the operations and is recorded. What a trace cannot see, it refuses
+while tracing, with an error naming it: random draws (dropout in training mode), in-place writes,
+values read out of the graph (``.item()``, ``.numpy()``, ``if x:``, ``np.nonzero``), views of the
+call's arrays made with NumPy on ``.data``, boolean-mask indexing (its shape depends on the
+values), custom Functions, ``cr.checkpoint``, hooks on intermediate tensors, batch norm updating
+its running statistics. New argument shapes, dtypes or Python values, a parameter of a new shape, a
+changed ``requires_grad``, a module switched between train and eval or given a new attribute (a new
 Parameter, sub-module or ``p``) make a new trace. Tensors read from a closure or a global rather
 than through an argument or a module are bound when traced, as JAX binds them: new values in the
-same tensor are seen, a name rebound to another tensor is not (pass it as an argument). The
-first replay of each trace is checked against an eager call (``check=True``), which catches a
-computation done on arrays outside chainrule's operations. Backward through a compiled call
-cannot build a graph (``create_graph=True``): call the function uncompiled for higher-order
-gradients.
+same tensor are seen, a name rebound to another tensor is not (pass it as an argument). The first
+replay of each trace is checked against an eager call (``check=True``), which catches a computation
+done on arrays outside chainrule's operations. Backward through a compiled call cannot build a
+graph (``create_graph=True``): call the function uncompiled for higher-order gradients.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import builtins
 import functools
 import operator
 import threading
+import weakref
 
 import numpy as np
 
@@ -60,9 +63,14 @@ def compile(fn=None, *, check: bool = True):
     return Compiled(fn, check)
 
 
+MAX_TRACES = 32  # per compiled function; the oldest is dropped to make room for a new one
+
+
 class Compiled:
     """A compiled function: call it like ``fn``. ``traces`` counts the traces made so far,
-    ``replays`` the calls that replayed one."""
+    ``replays`` the calls that replayed one. Other attributes are ``fn``'s, so a compiled
+    module still has its ``parameters()``, ``train()`` and ``state_dict()``; on a class, it
+    compiles the method of each instance separately."""
 
     def __init__(self, fn, check):
         self.fn = fn
@@ -70,10 +78,28 @@ class Compiled:
         self.traces = 0
         self.replays = 0
         self._cache = {}
+        self._bound = weakref.WeakKeyDictionary()  # instance -> its compiled method
         functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self):
         return f"<compiled {_name(self.fn)}: {len(self._cache)} traces>"
+
+    def __getattr__(self, name):  # only for names Compiled lacks: those of the function
+        if name == "fn":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        try:
+            bound = self._bound.get(instance)
+        except TypeError:  # not weakly referable: compiled afresh, traced at every call
+            return Compiled(self.fn.__get__(instance, owner), self.check)
+        if bound is None:
+            bound = self._bound[instance] = Compiled(self.fn.__get__(instance, owner),
+                                                     self.check)
+        return bound
 
     def __call__(self, *args, **kwargs):
         if autograd._tracer is not None or autograd.anomaly.enabled:  # inside another trace, or
@@ -96,6 +122,8 @@ class Compiled:
         if trace is None:
             return out
         trace.unchecked = self.check
+        if len(self._cache) >= MAX_TRACES:
+            del self._cache[next(iter(self._cache))]
         self._cache[key] = trace
         self.traces += 1
         return out
