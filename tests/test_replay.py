@@ -467,3 +467,27 @@ def test_the_cache_keeps_the_latest_traces(monkeypatch):
     assert f.replays == 1
     f(cr.ones(1))  # dropped: traced again
     assert f.traces == 6
+
+
+def test_a_backward_pass_inside_the_traced_function_is_refused_unless_recorded():
+    f = lambda v: (cr.tanh(v) ** 2).sum()  # noqa: E731
+
+    def step(v):
+        loss = f(v)
+        loss.backward()
+        return loss
+
+    x = cr.tensor([0.3, -0.5], requires_grad=True)
+    with pytest.raises(CompileError, match=r"a backward pass \(loss.backward\(\)"):
+        cr.compile(step)(x)
+    with pytest.raises(CompileError, match="a backward pass"):
+        cr.compile(cr.grad(f))(cr.tensor([0.3, -0.5]))
+    # cr.grad of a recording input is itself recorded: compiled, its own gradient is eager's
+    h = cr.compile(lambda v: (cr.grad(f)(v) ** 2).sum())
+    for _ in range(3):
+        y = cr.tensor([0.3, -0.5], requires_grad=True)
+        h(y).backward()
+    expected = cr.grad(lambda v: (cr.grad(f)(v) ** 2).sum())(cr.tensor([0.3, -0.5]))
+    assert y.grad.data.tobytes() == expected.data.tobytes() and h.replays == 2
+    assert cr.grad(cr.compile(f))(cr.tensor([0.3, -0.5])).tolist() == \
+        cr.grad(f)(cr.tensor([0.3, -0.5])).tolist()

@@ -730,6 +730,11 @@ def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
     to those tensors are returned instead (None where an input is not reached).
     """
     create_graph = bool(create_graph)
+    if _tracer is not None and not (create_graph and inputs is not None):
+        # Without create_graph the rules run on plain arrays, unrecorded; and filling .grad is a
+        # side effect. (cr.grad nested in a recording function stays a recorded computation.)
+        untraceable("a backward pass (loss.backward(), or cr.grad of a function whose "
+                    "gradient is not recorded: compile the loss and call backward on its result)")
     previous = _mode.enabled  # switched by hand: a set_grad_enabled block costs a few µs more
     if previous is not create_graph:
         _mode.enabled = create_graph
