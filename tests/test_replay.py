@@ -547,3 +547,24 @@ def test_random_graphs_replay_bit_identically(shapes, steps, seed):
             if e.grad is not None:
                 assert e.grad.data.tobytes() == r.grad.data.tobytes()
     assert (compiled.traces, compiled.replays) == (1, 2)
+
+
+@pytest.mark.parametrize("effect,match", [
+    (lambda model, opt: opt.step(), "an optimizer step"),
+    (lambda model, opt: opt.zero_grad(), "zero_grad"),
+    (lambda model, opt: model.zero_grad(), "zero_grad"),
+    (lambda model, opt: cr.optim.clip_grad_norm_(model.parameters(), 1.0), "clip_grad_norm_"),
+    (lambda model, opt: nn.init.zeros_(model[0].bias), "nn.init"),
+    (lambda model, opt: model.load_state_dict(model.state_dict()), "load_state_dict"),
+])
+def test_side_effects_on_parameters_inside_the_traced_function_are_refused(effect, match):
+    model = _mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    F.cross_entropy(model(cr.ones(2, 12)), np.array([0, 1])).backward()
+
+    def f(x):
+        effect(model, opt)
+        return model(x).sum()
+
+    with pytest.raises(CompileError, match=match):
+        cr.compile(f)(cr.ones(2, 12))

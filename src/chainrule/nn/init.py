@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 
+from chainrule import autograd
 from chainrule.random import generator
 
 
 def _fill(tensor, values):
+    autograd.untraceable("nn.init (it writes a tensor in place)")
     tensor.data[...] = values.astype(tensor.data.dtype, copy=False)
     tensor._version[0] += 1
     return tensor

@@ -216,6 +216,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to None, or to zeros with ``set_to_none=False``)."""
+        autograd.untraceable("zero_grad (it clears .grad, which a replay does not repeat)")
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None
@@ -297,6 +298,7 @@ class Module:
         if problems:
             raise RuntimeError(f"load_state_dict into {type(self).__name__}: "
                                + "; ".join(problems))
+        autograd.untraceable("load_state_dict (it writes the parameters in place)")
         for key, target in own.items():
             if key in state_dict:
                 np.copyto(target.data, _array(state_dict[key]), casting="unsafe")

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from chainrule import autograd
 from chainrule.tensor import Tensor
 
 
@@ -36,6 +37,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     # torch always scales (by at most 1), so clipped and unclipped steps round the same way
     real = np.dtype(dtype).type
     coef = min(real(max_norm) / (total + real(1e-6)), real(1.0))
+    autograd.untraceable("clip_grad_norm_ (it scales .grad in place)")
     for g in grads:
         g.data *= g.data.dtype.type(coef)
         g._version[0] += 1

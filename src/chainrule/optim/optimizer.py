@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from chainrule import autograd
 from chainrule.tensor import Tensor
 
 
@@ -84,6 +85,7 @@ class Optimizer:
     # --- the step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to None, or to zeros in place)."""
+        autograd.untraceable("zero_grad (it clears .grad, which a replay does not repeat)")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -99,11 +101,10 @@ class Optimizer:
 
         A parameter without one (frozen, or not reached by backward) is skipped, as in PyTorch:
         it keeps its value and its optimizer state (momentum, step count) does not advance."""
+        autograd.untraceable("an optimizer step (it updates the parameters in place)")
         loss = None
         if closure is not None:
-            from chainrule.autograd import enable_grad
-
-            with enable_grad():
+            with autograd.enable_grad():
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
