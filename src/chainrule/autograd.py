@@ -220,7 +220,8 @@ class Primitive:
                     reads_ans, reads = self._rule_reads[i]
                     keep_ans |= reads_ans
                     keep |= reads
-            plan = (keep_ans, tuple(i in keep for i in range(len(needs))) if keep else None)
+            kept = tuple(i in keep for i in range(len(needs)))
+            plan = (keep_ans, kept if True in kept else None)  # None: the node saves nothing
             self._plans[needs] = plan
         return plan
 
@@ -660,27 +661,34 @@ def _unpack(node, create_graph):
     if saved is None:
         return _NONES[len(node.parents)], ans
     versions = node.versions
+    if len(saved) == 2 and not create_graph:  # most nodes: spelled out, no comprehension frame
+        s0, s1 = saved
+        if isinstance(s0, Tensor):
+            if s0._version[0] != versions[0]:
+                raise _modified(node, 0, s0)
+            s0 = s0.data
+        if isinstance(s1, Tensor):
+            if s1._version[0] != versions[1]:
+                raise _modified(node, 1, s1)
+            s1 = s1.data
+        return (s0, s1), ans
     for i, s in enumerate(saved):
         if s is not None and isinstance(s, Tensor) and s._version[0] != versions[i]:
-            raise RuntimeError(
-                f"{node.name}: input {i} (shape {s.shape}, {s.dtype}) was modified in place "
-                f"after it was saved for the backward pass (version {versions[i]} -> "
-                f"{s._version[0]}); its gradient would be wrong. Use an out-of-place operation "
-                f"(x = x + y instead of x += y) or clone the tensor first.")
+            raise _modified(node, i, s)
     if create_graph:
         return saved, ans
     return tuple([s.data if isinstance(s, Tensor) else s for s in saved]), ans
 
 
+def _modified(node, i, s):
+    return RuntimeError(
+        f"{node.name}: input {i} (shape {s.shape}, {s.dtype}) was modified in place after it "
+        f"was saved for the backward pass (version {node.versions[i]} -> {s._version[0]}); its "
+        f"gradient would be wrong. Use an out-of-place operation (x = x + y instead of x += y) "
+        f"or clone the tensor first.")
+
+
 _NONES = [(None,) * n for n in range(64)]
-
-
-def _release(node):
-    """Drop what the node saved (its VJP has run): memory goes back as soon as possible."""
-    if node.ans is not None or (node.saved is not None and any(
-            s is not None for s in node.saved)):
-        node.saved = _FREED
-        node.ans = None
 
 
 def unbroadcast(grad, shape):
@@ -787,8 +795,21 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
             try:
                 if type(op) is Primitive and op.vjp_all is None:
                     params = node.params
-                    grads = [rule(g, ans, *inputs_, **params) if p is not None and rule else None
-                             for rule, p in zip(op.vjps, parents)]
+                    vjps = op.vjps
+                    # One and two inputs spelled out: a comprehension's frame costs more.
+                    if len(parents) == 2 and len(vjps) >= 2:
+                        p0, p1 = parents
+                        r0, r1 = vjps[0], vjps[1]
+                        grads = (r0(g, ans, *inputs_, **params) if p0 is not None and r0
+                                 else None,
+                                 r1(g, ans, *inputs_, **params) if p1 is not None and r1
+                                 else None)
+                    elif len(parents) == 1 and vjps:
+                        r0 = vjps[0]
+                        grads = (r0(g, ans, *inputs_, **params) if r0 else None,)
+                    else:
+                        grads = [rule(g, ans, *inputs_, **params) if p is not None and rule
+                                 else None for rule, p in zip(vjps, parents)]
                 else:
                     grads = op.vjp(node, g, inputs_, ans)
             except Exception as exc:  # name the rule that failed, keep the original cause
@@ -814,7 +835,10 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                         gi = unbroadcast(gi, shapes[i])
                     leaf_grads[p] = leaf_grads[p] + gi if p in leaf_grads else gi
             if not retain_graph and (node.ans is not None or node.saved is not None):
-                _release(node)
+                # Drop what the node saved (its VJP has run): memory goes back at once, and a
+                # second walk through it raises.
+                node.saved = _FREED
+                node.ans = None
         else:
             for p in parents:
                 if type(p) is Node:
@@ -836,7 +860,8 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph, leaf)
         data = leaf.data
-        if g.shape != data.shape or g.dtype != data.dtype or type(g) is not np.ndarray:
+        if g.shape != data.shape or g.dtype is not data.dtype and g.dtype != data.dtype or (
+                type(g) is not np.ndarray):
             g = _match_dtype(g, leaf)
         if not create_graph and (g.base is not None or id(g) in fresh or
                                  not g.flags.writeable):

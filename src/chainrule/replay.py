@@ -501,7 +501,7 @@ class _Trace:
         t = Tensor._wrap(value)
         if i == self.grad_output and backward is not None:
             kept, versions, parents, params_used = backward
-            t.grad_fn = Node(self.row, parents, kept, versions, None, None,
+            t.grad_fn = Node(self.row, parents, kept or None, versions or None, None, None,
                              {"params_used": params_used}, None)
             t._requires_grad = True
         return t
