@@ -579,11 +579,20 @@ def _record(op, args, arrays, params, out, needs, out_version, residual=None):
         if keep:
             kx, ky = keep
             saved = (x if kx else None, y if ky else None)
-            versions = (_version_of(x) if kx else 0, _version_of(y) if ky else 0)
+            versions = (x._version[0] if kx and isinstance(x, Tensor) else 0,
+                        y._version[0] if ky and isinstance(y, Tensor) else 0)
         else:
             saved = versions = None
         shapes = (arrays[0].shape if nx else None, arrays[1].shape if ny else None
                   ) if op.broadcasts else None
+    elif len(args) == 1:  # its one input needs a gradient, or there would be no node
+        x = args[0]
+        parents = (x.grad_fn or x,)
+        if keep:
+            saved, versions = (x,), (x._version[0] if isinstance(x, Tensor) else 0,)
+        else:
+            saved = versions = None
+        shapes = (arrays[0].shape,) if op.broadcasts else None
     else:
         parents = tuple([(a.grad_fn or a) if n else None for a, n in zip(args, needs)])
         if keep:
