@@ -817,8 +817,10 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                         r0 = vjps[0]
                         grads = (r0(g, ans, *inputs_, **params) if r0 else None,)
                     else:
-                        grads = [rule(g, ans, *inputs_, **params) if p is not None and rule
-                                 else None for rule, p in zip(vjps, parents)]
+                        grads = []
+                        for rule, p in zip(vjps, parents):
+                            grads.append(rule(g, ans, *inputs_, **params)
+                                         if p is not None and rule else None)
                 else:
                     grads = op.vjp(node, g, inputs_, ans)
             except Exception as exc:  # name the rule that failed, keep the original cause
