@@ -388,6 +388,15 @@ def derived(fn, array, *args):
     return out
 
 
+def drawn(fn, *args):
+    """``fn(*args)``: a random draw (from the library generator) that a replay draws again, with
+    fresh numbers in the order the eager calls would take them."""
+    out = fn(*args)
+    if _tracer is not None:
+        _tracer.draw(fn, args, out)
+    return out
+
+
 def checked(check, *args):
     """Run ``check(*args)``, a validation that raises on bad input; a replay runs it again on
     its own inputs, so a bad label fails as loudly in a compiled step as in an eager one."""

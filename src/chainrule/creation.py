@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule.random import generator
+from chainrule import autograd
+from chainrule.random import draw, generator
 from chainrule.tensor import Tensor
 
 _DEFAULT = np.float32
@@ -51,15 +52,35 @@ def eye(n, m=None, dtype=_DEFAULT) -> Tensor:
 
 def randn(*shape, dtype=_DEFAULT, requires_grad=False) -> Tensor:
     """Standard normal samples."""
-    return Tensor(generator().standard_normal(_shape(shape), dtype=dtype),
-                  requires_grad=requires_grad)
+    return _sampled(_standard_normal, requires_grad, _shape(shape), dtype)
 
 
 def rand(*shape, dtype=_DEFAULT, requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return Tensor(generator().random(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+    return _sampled(_uniform, requires_grad, _shape(shape), dtype)
 
 
 def randint(low, high, shape) -> Tensor:
     """Integers in [low, high)."""
-    return Tensor(generator().integers(low, high, size=tuple(shape)))
+    return _sampled(_integers, False, low, high, tuple(shape))
+
+
+def _sampled(fn, requires_grad, *args):
+    """A tensor of samples; inside `cr.compile`, a replay draws new ones (a new leaf that
+    requires grad cannot be replayed: it is refused there)."""
+    if requires_grad:
+        autograd.untraceable("a random tensor that requires grad (a new leaf at every call)")
+        return Tensor(fn(generator(), *args), requires_grad=True)
+    return Tensor._wrap(draw(fn, *args))
+
+
+def _standard_normal(rng, shape, dtype):
+    return rng.standard_normal(shape, dtype=dtype)
+
+
+def _uniform(rng, shape, dtype):
+    return rng.random(shape, dtype=dtype)
+
+
+def _integers(rng, low, high, shape):
+    return rng.integers(low, high, size=shape)

@@ -19,9 +19,19 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def generator() -> np.random.Generator:
     """The generator every random operation in chainrule draws from."""
-    autograd.untraceable("a random draw (dropout in training mode, cr.randn, ...): a replay "
-                         "would repeat the same numbers")
+    autograd.untraceable("the library generator directly (a replay would repeat the same "
+                         "numbers; cr.random.draw(fn, ...) draws afresh at each replay)")
     return _state["rng"]
+
+
+def draw(fn, *args):
+    """``fn(generator, *args)``, a draw from the library generator that a `cr.compile` replay
+    makes again (fresh numbers, in the order the eager calls would draw them)."""
+    return autograd.drawn(_with_generator, fn, *args)
+
+
+def _with_generator(fn, *args):
+    return fn(_state["rng"], *args)  # looked up at each call: manual_seed takes effect
 
 
 def get_rng_state() -> dict:

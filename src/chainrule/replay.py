@@ -10,19 +10,23 @@ the same rules in the same order as the eager walk. The results are bit-identica
 call's, and ``loss.backward()`` fills the parameters' ``.grad`` exactly as before.
 
 Array arguments arrive as tensors sharing their memory (see `_call`), so whatever the function
-computes from them runs through the operations and is recorded. What a trace cannot see, it refuses
-while tracing, with an error naming it: random draws (dropout in training mode), in-place writes,
-values read out of the graph (``.item()``, ``.numpy()``, ``if x:``, ``np.nonzero``), views of the
-call's arrays made with NumPy on ``.data``, boolean-mask indexing (its shape depends on the
-values), custom Functions, ``cr.checkpoint``, hooks on intermediate tensors, batch norm updating
-its running statistics. New argument shapes, dtypes or Python values, a parameter of a new shape, a
-changed ``requires_grad``, a module switched between train and eval or given a new attribute (a new
-Parameter, sub-module or ``p``) make a new trace. Tensors read from a closure or a global rather
-than through an argument or a module are bound when traced, as JAX binds them: new values in the
-same tensor are seen, a name rebound to another tensor is not (pass it as an argument). The first
-replay of each trace is checked against an eager call (``check=True``), which catches a computation
-done on arrays outside chainrule's operations. Backward through a compiled call cannot build a
-graph (``create_graph=True``): call the function uncompiled for higher-order gradients.
+computes from them runs through the operations and is recorded. Random draws from the library
+generator (dropout in training mode, ``cr.randn``) are recorded as draws: a replay draws fresh
+numbers in the order the eager calls would, so a compiled run repeats an eager run with the same
+seed. What a trace cannot see, it refuses while tracing, with an error naming it: in-place
+writes, values read out of the graph (``.item()``, ``.numpy()``, ``if x:``, ``np.nonzero``),
+views of the call's arrays made with NumPy on ``.data``, boolean-mask indexing (its shape depends
+on the values), custom Functions, ``cr.checkpoint``, hooks on intermediate tensors, batch norm
+updating its running statistics, a backward pass, optimizer steps and other writes to the
+parameters. New argument shapes, dtypes or Python values, a parameter of a new shape, a changed
+``requires_grad``, a module switched between train and eval or given a new attribute (a new
+Parameter, sub-module or ``p``) make a new trace; the old ones are kept (32 at most), so
+switching back replays again. Tensors read from a closure or a global rather than through an
+argument or a module are bound when traced, as JAX binds them: new values in the same tensor are
+seen, a name rebound to another tensor is not (pass it as an argument). The first replay of each
+trace is checked against an eager call (``check=True``), which catches a computation done on
+arrays outside chainrule's operations. Backward through a compiled call cannot build a graph
+(``create_graph=True``): call the function uncompiled for higher-order gradients.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import weakref
 
 import numpy as np
 
-from chainrule import autograd
+from chainrule import autograd, random
 from chainrule.autograd import Node, ShapeError, _op_error, _topological_counts, unbroadcast
 from chainrule.pytree import flatten, unflatten
 from chainrule.tensor import Tensor
@@ -82,7 +86,7 @@ class Compiled:
         functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self):
-        return f"<compiled {_name(self.fn)}: {len(self._cache)} traces>"
+        return f"<compiled {_name(self.fn)}: {sum(map(len, self._cache.values()))} traces>"
 
     def __getattr__(self, name):  # only for names Compiled lacks: those of the function
         if name == "fn":  # not set yet (copying, unpickling): no recursion
@@ -111,33 +115,46 @@ class Compiled:
         else:
             leaves, treedef = flatten((args, kwargs))
             key = (treedef, autograd.is_grad_enabled(), *map(_signature, leaves))
-        trace = self._cache.get(key)
-        if trace is not None and trace.still_valid():
-            self.replays += 1
-            out = trace.replay(leaves)
-            if trace.unchecked:
-                self._compare(trace, out, leaves, treedef)
-            return out
+        traces = self._cache.get(key, ())
+        for i, trace in enumerate(traces):  # one per train/eval mode, parameter shape, ...
+            if trace.still_valid():
+                if i:  # the one in use is tried first next time
+                    traces.insert(0, traces.pop(i))
+                self.replays += 1
+                if trace.unchecked:  # the eager run below must draw the numbers the replay drew
+                    before = random.get_rng_state()
+                out = trace.replay(leaves)
+                if trace.unchecked:
+                    self._compare(trace, out, key, leaves, treedef, before)
+                return out
         out, trace = _Trace.run(self.fn, leaves, treedef)
         if trace is None:
             return out
         trace.unchecked = self.check
-        if len(self._cache) >= MAX_TRACES:
-            del self._cache[next(iter(self._cache))]
-        self._cache[key] = trace
+        if sum(map(len, self._cache.values())) >= MAX_TRACES:  # drop the oldest
+            oldest = next(iter(self._cache))
+            self._cache[oldest].pop()  # (its least recently used)
+            if not self._cache[oldest]:
+                del self._cache[oldest]
+        self._cache.setdefault(key, []).append(trace)
         self.traces += 1
         return out
 
-    def _compare(self, trace, out, leaves, treedef):
-        with autograd.no_grad():
-            expected = _call(self.fn, leaves, treedef)
+    def _compare(self, trace, out, key, leaves, treedef, rng_state):
+        after = random.get_rng_state()
+        random.set_rng_state(rng_state)
+        try:
+            with autograd.no_grad():
+                expected = _call(self.fn, leaves, treedef)
+        finally:
+            random.set_rng_state(after)
         got = out if isinstance(out, (tuple, list)) else (out,)
         want = expected if isinstance(expected, (tuple, list)) else (expected,)
         for i, (a, b) in enumerate(zip(got, want)):
             a, b = a.data, b.data
             if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b,
                                                                                equal_nan=True):
-                del self._cache[next(k for k, t in self._cache.items() if t is trace)]
+                self._cache[key].remove(trace)  # the next call traces again
                 raise CompileError(
                     f"compile: replaying the trace of {_name(self.fn)} gave output {i} unlike "
                     f"running it ({a.dtype}{a.shape} vs {b.dtype}{b.shape}); it computes something "
@@ -340,6 +357,11 @@ class _Trace:
     def derive(self, fn, array, args, out):
         if self._ours():
             self._append(_name(fn), lambda a: fn(a, *args), [self._slot(array)], {}, out)
+
+    def draw(self, fn, args, out):
+        if self._ours():
+            self._append(_name(args[0] if args and callable(args[0]) else fn),
+                         lambda: fn(*args), [], {}, out)
 
     def check(self, check, args):
         if self._ours():

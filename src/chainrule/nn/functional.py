@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from chainrule import autograd, ops
+from chainrule import autograd, ops, random
 from chainrule.autograd import is_grad_enabled
 from chainrule.ops import (  # noqa: F401  (activations are plain rows of the table)
     relu,
@@ -14,7 +14,6 @@ from chainrule.ops import (  # noqa: F401  (activations are plain rows of the ta
     softplus,
     tanh,
 )
-from chainrule.random import generator
 from chainrule.tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -89,8 +88,12 @@ def dropout(x, p=0.5, training=True):
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
     if p == 1:
         return x * np.zeros(x.shape, dtype)
-    keep = generator().random(x.shape, dtype=np.float32) >= p
-    return x * np.multiply(keep, 1 / (1 - p), dtype=dtype)
+    return x * Tensor._wrap(random.draw(_dropout_mask, x.shape, p, dtype))
+
+
+def _dropout_mask(rng, shape, p, dtype):
+    """1/(1-p) where an element is kept, else 0 (keep-probability draws in float32)."""
+    return np.multiply(rng.random(shape, dtype=np.float32) >= p, 1 / (1 - p), dtype=dtype)
 
 
 def one_hot(labels, num_classes=-1):
