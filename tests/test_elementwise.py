@@ -354,3 +354,14 @@ def test_clip_with_tensor_bounds_gives_each_bound_its_gradient_as_torch_clamp():
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a.grad.data, b.grad.numpy())
     assert cr.clip(cr.tensor(x), min=cr.tensor(lo)).tolist() == np.maximum(x, lo).tolist()
+    # second order: d/dx of sum((dL/dx)^2 * x) with L = sum(clip(x, lo, hi)^3)
+    def ours_second(a, b, c):
+        g = cr.grad(lambda v: (cr.clip(v, b, c) ** 3).sum())(a)
+        return (g * g * a).sum()
+
+    got = cr.grad(ours_second)(*(cr.tensor(a) for a in (x, lo, hi)))
+    tx = torch.tensor(x, requires_grad=True)
+    (g,) = torch.autograd.grad((torch.clamp(tx, torch.tensor(lo), torch.tensor(hi)) ** 3).sum(),
+                               tx, create_graph=True)
+    (expected,) = torch.autograd.grad((g * g * tx).sum(), tx)
+    np.testing.assert_allclose(got.data, expected.numpy(), rtol=1e-12)
