@@ -505,3 +505,21 @@ def test_save_checkpoint_refuses_what_the_schema_would_refuse(tmp_path):
         cr.save_checkpoint(tmp_path / "c.safetensors", extra=[1, 2])
     with pytest.raises(TypeError, match="finite"):
         cr.save_checkpoint(tmp_path / "c.safetensors", extra={"loss": float("nan")})
+
+
+def test_the_same_state_saves_to_the_same_bytes(tmp_path):
+    """safetensors writes header metadata in hash order; chainrule sorts it, so a file's bytes
+    (and any checksum of it) depend only on what was saved."""
+    from safetensors.numpy import load_file
+
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3)}
+    meta = {f"key{i}": str(i) for i in range(20)}
+    files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for f in files:
+        cr.save(state, f, metadata=dict(reversed(list(meta.items()))) if f.stem == "b" else meta)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    data = files[0].read_bytes()
+    assert (8 + int.from_bytes(data[:8], "little")) % 8 == 0  # the tensor data stays aligned
+    loaded = load_file(files[0])  # safetensors itself reads it
+    np.testing.assert_array_equal(loaded["w"], state["w"])
+    assert cr.io.load_metadata(files[0])["key7"] == "7"

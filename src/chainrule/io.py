@@ -274,9 +274,21 @@ def _serialize(arrays, metadata, path) -> bytes:
     from safetensors.numpy import save as st_save
 
     try:
-        return st_save(arrays, metadata=metadata)
+        return _sorted_header(st_save(arrays, metadata=metadata))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"save: cannot write {path} as safetensors: {exc}") from exc
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The same file with its JSON header written with sorted keys: safetensors writes the
+    metadata in hash order, so two saves of the same state would differ byte for byte."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors pads
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
