@@ -561,14 +561,10 @@ def _generate(trace):
             last_use[slot] = i
     sources = trace.source_of_slot
 
-    def value(slot):  # how the generated forward spells a slot
-        source = sources.get(slot)
-        if source is None:
-            if trace.values[slot] is not None or slot not in produced:
-                names[f"K{slot}"] = trace.values[slot]
-                return f"K{slot}"
-            return f"v{slot}"
-        kind, k, is_tensor = source
+    def value(slot):  # how the generated forward spells a slot: a constant, or a local
+        if slot not in sources and (trace.values[slot] is not None or slot not in produced):
+            names[f"K{slot}"] = trace.values[slot]
+            return f"K{slot}"
         return f"v{slot}"
 
     produced = set()
