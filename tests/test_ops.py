@@ -338,6 +338,7 @@ CASES = [
     Case("zero_at", lambda x: ops.zero_at(x, index=(slice(1, 3),)), _torch_zero_at, ((4, 3),)),
     # --- fused rows for chainrule.nn ---------------------------------------------------------
     Case("linear", crF.linear, F.linear, ((3, 4), (2, 4), (2,))),
+    Case("linear_batched", crF.linear, F.linear, ((2, 3, 4), (2, 4), (2,))),  # rows merged
     Case("linear_3d_no_bias", crF.linear, F.linear, ((2, 3, 4), (5, 4))),
     Case("cross_entropy_labels", lambda x: crF.cross_entropy(x, LABELS),
          lambda x: F.cross_entropy(x, _t(LABELS)), ((3, 4),)),

@@ -299,3 +299,22 @@ def test_linear_refuses_mixed_float_dtypes():
     assert out.dtype == np.float32
     out.sum().backward()
     assert w.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("x_shape", [(3, 4), (2, 3, 4)])
+def test_linear_second_derivative_matches_torch_for_matrices_and_batches(x_shape):
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal((5, 4)), rng.standard_normal(5)
+
+    def ours(x_, w_, b_):
+        gx, gw = cr.grad(lambda u, v: (cr.tanh(F.linear(u, v, b_)) ** 2).sum(), argnums=(0, 1))(
+            x_, w_)
+        return (gx ** 2).sum() + (gw ** 2).sum()
+
+    got = cr.grad(ours, argnums=(0, 1, 2))(*(cr.tensor(a) for a in (x, w, b)))
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    gx, gw = torch.autograd.grad((torch.tanh(TF.linear(*ts)) ** 2).sum(), ts[:2],
+                                 create_graph=True)
+    expected = torch.autograd.grad((gx ** 2).sum() + (gw ** 2).sum(), ts)
+    for a, e in zip(got, expected):
+        np.testing.assert_allclose(a.data, e.numpy(), rtol=1e-9, atol=1e-12)
