@@ -591,3 +591,14 @@ def test_dropout_and_random_draws_replay_the_eager_stream():
     x = cr.ones(64)
     f = cr.compile(lambda v: F.dropout(v, 0.5, True).sum())
     assert len({f(x).item() for _ in range(6)}) > 1  # a new mask at every call
+
+
+def test_a_non_leaf_argument_continues_the_callers_graph():
+    f = cr.compile(lambda y, *, scale=1.0: (cr.tanh(y) * y * scale).sum())
+    for _ in range(3):
+        x = cr.tensor([0.5, -1.0], requires_grad=True)
+        f(x * 2, scale=3.0).backward()
+        expected = cr.tensor([0.5, -1.0], requires_grad=True)
+        (cr.tanh(expected * 2) * (expected * 2) * 3.0).sum().backward()
+        assert x.grad.data.tobytes() == expected.grad.data.tobytes()
+    assert (f.traces, f.replays) == (1, 2)
