@@ -497,7 +497,10 @@ def test_a_backward_pass_inside_the_traced_function_is_refused_unless_recorded()
         cr.grad(f)(cr.tensor([0.3, -0.5])).tolist()
 
 
-_UNARY = [cr.tanh, cr.sin, cr.sigmoid, lambda a: a * a, lambda a: -a, cr.softplus]
+_UNARY = [cr.tanh, cr.sin, cr.sigmoid, lambda a: a * a, lambda a: -a, cr.softplus,
+          lambda a: a.T, lambda a: cr.exp(cr.tanh(a)),
+          lambda a: a[..., :2] if a.ndim and a.shape[-1] >= 2 else a * 3,
+          lambda a: cr.concatenate([a, a * 2]) if a.ndim and a.size <= 24 else a + 1]
 _BINARY = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b,
            lambda a, b: a / (1 + b * b), cr.maximum]
 _STEP = st.one_of(
@@ -517,12 +520,17 @@ def _random_graph(steps, weights):
             if kind == "unary":
                 values.append(_UNARY[k](a))
             elif kind == "binary":
-                values.append(_BINARY[k](a, values[rest[0] % len(values)]))
+                b = values[rest[0] % len(values)]
+                try:
+                    np.broadcast_shapes(a.shape, b.shape)
+                except ValueError:  # (after a transpose or a slice) combine with its sum
+                    b = b.sum()
+                values.append(_BINARY[k](a, b))
             else:
                 values.append(a.sum(axis=k % a.ndim, keepdims=True) if a.ndim else a * 2.0)
         loss = 0.0
         for v, w in zip(values, weights):
-            loss = loss + (v * w[: v.size].reshape(v.shape)).sum()
+            loss = loss + (v * np.resize(w, v.shape)).sum()
         return loss
 
     return fn
