@@ -610,3 +610,12 @@ def test_a_non_leaf_argument_continues_the_callers_graph():
         (cr.tanh(expected * 2) * (expected * 2) * 3.0).sum().backward()
         assert x.grad.data.tobytes() == expected.grad.data.tobytes()
     assert (f.traces, f.replays) == (1, 2)
+
+
+def test_explain_on_a_compiled_loss_says_to_call_the_function_uncompiled():
+    model = _mlp()
+    f = cr.compile(lambda x, y: F.cross_entropy(model(x), y))
+    x = cr.ones(2, 12)
+    f(x, np.array([0, 1]))
+    text = str(cr.explain(f(x, np.array([0, 1])), model[0].weight))
+    assert "call the uncompiled function" in text and "unknown" in text

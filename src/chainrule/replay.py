@@ -716,6 +716,7 @@ class _CompiledRow:
     def vjp(self, node, grad, inputs, ans):
         if isinstance(grad, Tensor) or autograd.is_grad_enabled():
             raise CompileError("compile: backward through a compiled call cannot build a graph "
-                               "(create_graph=True); call the function uncompiled for "
-                               "higher-order gradients")
+                               "(create_graph=True, as higher-order gradients and cr.explain's "
+                               "local derivatives need); call the uncompiled function (the "
+                               "compiled one's .fn) to see or differentiate its steps")
         return self.trace.backward_code(grad, inputs, node.params["params_used"])
