@@ -71,10 +71,10 @@ MAX_TRACES = 32  # per compiled function; the oldest is dropped to make room for
 
 
 class Compiled:
-    """A compiled function: call it like ``fn``. ``traces`` counts the traces made so far,
-    ``replays`` the calls that replayed one. Other attributes are ``fn``'s, so a compiled
-    module still has its ``parameters()``, ``train()`` and ``state_dict()``; on a class, it
-    compiles the method of each instance separately."""
+    """A compiled function: call it like ``fn`` (which ``.fn`` holds, uncompiled). ``traces``
+    counts the traces made so far, ``replays`` the calls that replayed one. Other attributes
+    are ``fn``'s, so a compiled module still has its ``parameters()``, ``train()`` and
+    ``state_dict()``; on a class, it compiles the method of each instance separately."""
 
     def __init__(self, fn, check):
         self.fn = fn
