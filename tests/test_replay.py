@@ -612,10 +612,18 @@ def test_a_non_leaf_argument_continues_the_callers_graph():
     assert (f.traces, f.replays) == (1, 2)
 
 
-def test_explain_on_a_compiled_loss_says_to_call_the_function_uncompiled():
+def test_the_inspection_tools_see_a_compiled_call_as_one_node_with_its_gradients():
     model = _mlp()
     f = cr.compile(lambda x, y: F.cross_entropy(model(x), y))
-    x = cr.ones(2, 12)
-    f(x, np.array([0, 1]))
-    text = str(cr.explain(f(x, np.array([0, 1])), model[0].weight))
-    assert "call the uncompiled function" in text and "unknown" in text
+    x, y = cr.ones(2, 12), np.array([0, 1])
+    f(x, y)
+    loss = f(x, y)
+    trace = cr.inspect.trace(loss)  # before backward: the tools run the traced backward
+    text = str(cr.explain(loss, model[0].weight))
+    assert "cr.compile(" in trace.nodes[0].op and "the traced backward pass" in text
+    loss.backward()
+    seen = sorted(tn.grad.tobytes() for tn in trace.nodes if tn.kind == "parameter")
+    assert seen == sorted(p.grad.data.tobytes() for p in model.parameters())
+    f(cr.ones(2, 12, requires_grad=True), y)  # traced for an input that requires grad
+    with pytest.raises(CompileError, match="call its .fn, the function uncompiled"):
+        cr.grad(lambda v: cr.grad(lambda u: f(u, y))(v).sum())(cr.ones(2, 12))

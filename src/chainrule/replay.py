@@ -392,6 +392,7 @@ class _Trace:
                                f".detach()ed)")
         self.grad_output = grad_outputs[0] if grad_outputs else None
         root = None if self.grad_output is None else outputs[self.grad_output].grad_fn
+        self.fn_name = _name(fn)
         self._plan(root)
         self.output_sources = [self.source_of_slot.get(slot) for slot in self.out_slots]
         self.epoch = autograd.trace_epoch[0]
@@ -465,7 +466,7 @@ class _Trace:
             self.plan.append((index[id(node)], node.name, rules, inputs, ans, params, subs,
                               tuple(targets), node.shapes, len(node.parents), entry))
         self.n_nodes = len(index)
-        self.row = _CompiledRow(self)
+        self.row = _CompiledRow(self, self.fn_name)
 
     # --- replaying -----------------------------------------------------------------------------
     def still_valid(self):
@@ -708,15 +709,14 @@ class _CompiledRow:
     broadcasts = False
     view = False
 
-    def __init__(self, trace):
+    def __init__(self, trace, fn_name):
         self.trace = trace
-        self.name = "compiled"
+        self.name = f"cr.compile({fn_name})"  # what a drawing or trace calls the one node
         self.node_name = "CompiledBackward"
 
     def vjp(self, node, grad, inputs, ans):
-        if isinstance(grad, Tensor) or autograd.is_grad_enabled():
-            raise CompileError("compile: backward through a compiled call cannot build a graph "
-                               "(create_graph=True, as higher-order gradients and cr.explain's "
-                               "local derivatives need); call the uncompiled function (the "
-                               "compiled one's .fn) to see or differentiate its steps")
+        if isinstance(grad, Tensor):  # a walk with create_graph=True hands tensors
+            raise CompileError("cr.compile: a compiled call's backward cannot be recorded "
+                               "(create_graph=True); call its .fn, the function uncompiled, to "
+                               "see or differentiate each step")
         return self.trace.backward_code(grad, inputs, node.params["params_used"])
