@@ -35,6 +35,7 @@ import builtins
 import functools
 import operator
 import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -83,6 +84,7 @@ class Compiled:
         self.replays = 0
         self._cache = {}
         self._bound = weakref.WeakKeyDictionary()  # instance -> its compiled method
+        self._warned = False  # about dropping traces
         functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self):
@@ -132,6 +134,12 @@ class Compiled:
             return out
         trace.unchecked = self.check
         if sum(map(len, self._cache.values())) >= MAX_TRACES:  # drop the oldest
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"compile: {_name(self.fn)} has needed {MAX_TRACES} traces (new "
+                              f"argument shapes, dtypes or Python values at most calls); older "
+                              f"ones are dropped, and compiling it may gain nothing",
+                              RuntimeWarning, stacklevel=2)
             oldest = next(iter(self._cache))
             self._cache[oldest].pop()  # (its least recently used)
             if not self._cache[oldest]:
