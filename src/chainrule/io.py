@@ -283,9 +283,7 @@ def _sorted_header(data: bytes) -> bytes:
     """The same file with its JSON header written with sorted keys: safetensors writes the
     metadata in hash order, so two saves of the same state would differ byte for byte."""
     n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
-    if "__metadata__" in header:
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    header = json.loads(data[8:8 + n])  # sort_keys below sorts __metadata__'s keys too
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors pads
     return len(text).to_bytes(8, "little") + text + data[8 + n:]

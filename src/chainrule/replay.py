@@ -198,7 +198,7 @@ def _flat_key(args):
     key = [len(args), autograd.is_grad_enabled()]
     for a in args:
         kind = type(a)
-        if kind is Tensor:
+        if kind is Tensor:  # _signature's first case, spelled out: this runs at every call
             d = a.data
             key.append((Tensor, d.shape, d.dtype, a._requires_grad))
         elif kind in _FLAT:
@@ -287,12 +287,12 @@ class _Trace:
         if self._ours():
             self.modules[id(module)] = (module, module._trace_key())
 
-    def _slot(self, array, source=None, what="an input"):
+    def _slot(self, array, source=None):
         """The slot an operation's input comes from, made a constant or an external if new."""
         slot = self.slot_of.get(id(array)) if isinstance(array, np.ndarray) else None
         if slot is not None:
             return slot
-        self._refuse_views(array, what)
+        self._refuse_views(array, "an input")
         if isinstance(source, Tensor) and source.data is array:
             slot = self._new_slot(array)
             self.tensor_of_slot[slot] = source

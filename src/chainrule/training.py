@@ -456,6 +456,7 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         f"{'seconds':>8}")
     for row in history:
         log(_row(row))
+
     def batch_loss(xb, labels):
         logits = model(xb)
         return loss_of(config.loss, logits, labels, data.n_classes), logits.detach()
