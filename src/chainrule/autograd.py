@@ -197,7 +197,7 @@ class Primitive:
         self.view = view
         self.differentiable = differentiable
         self.node_name = _camel(name) + "Backward"
-        self._rule_reads = [_reads(rule) if rule else (False, frozenset()) for rule in self.vjps]
+        self._rule_reads = None  # read from the rules' bytecode on first use: it costs at import
         self._plans = {}
 
     def __repr__(self):
@@ -214,6 +214,9 @@ class Primitive:
         """For the inputs that need a gradient: (keep ans?, keep input i? for each i)."""
         plan = self._plans.get(needs)
         if plan is None:
+            if self._rule_reads is None:
+                self._rule_reads = [_reads(rule) if rule else (False, frozenset())
+                                    for rule in self.vjps]
             keep_ans, keep = False, set()
             for i, needed in enumerate(needs):
                 if needed and self.vjps:
