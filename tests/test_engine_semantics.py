@@ -22,6 +22,31 @@ def test_grad_accumulates_across_backward_calls():
     assert_close(x.grad, [2 + 3, 4 + 3])
 
 
+def test_a_second_backward_adds_into_the_gradient_in_place_as_pytorch_does():
+    x, tx = t64([1.0, 2.0]), torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    (x * x).sum().backward()
+    (tx * tx).sum().backward()
+    kept, tkept = x.grad, tx.grad
+    version = kept._version[0]
+    (3 * x).sum().backward()
+    (3 * tx).sum().backward()
+    assert x.grad is kept and tx.grad is tkept
+    assert_close(kept, tkept.numpy())  # the kept gradient sees the sum, in both libraries
+    assert kept._version[0] == version + 1  # an in-place write, seen by graphs that read it
+
+
+def test_a_gradient_set_to_a_read_only_or_view_array_is_replaced_not_written():
+    base = np.zeros(4)
+    for held in (np.zeros(2), base[::2]):
+        if held.base is None:
+            held.flags.writeable = False
+        x = t64([1.0, 2.0])
+        x.grad = cr.Tensor._wrap(held)
+        (x * x).sum().backward()
+        assert_close(x.grad, [2.0, 4.0])
+        assert not held.any() and not base.any()
+
+
 def test_backward_on_non_scalar_needs_a_gradient():
     x = t64([1.0, 2.0])
     with pytest.raises(RuntimeError, match="gradient"):

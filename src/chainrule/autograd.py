@@ -878,7 +878,7 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                 captured[capture[leaf]] = _match_dtype(g, leaf)
         return [None if g is None else _as_tensor_grad(g) for g in captured]
 
-    fresh = {id(s) for s in seeds}  # arrays a leaf must not take as its own .grad
+    fresh = None  # ids of arrays a leaf must not take as its own .grad (made when first needed)
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph, leaf)
@@ -886,16 +886,28 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
         if g.shape != data.shape or g.dtype is not data.dtype and g.dtype != data.dtype or (
                 type(g) is not np.ndarray):
             g = _match_dtype(g, leaf)
-        if not create_graph and (g.base is not None or id(g) in fresh or
-                                 not g.flags.writeable):
-            g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
-        fresh.add(id(g))
-        if leaf.grad is None:
+        old = leaf.grad
+        if old is not None and not create_graph and old.grad_fn is None:
+            held = old.data
+            # In place, as PyTorch's AccumulateGrad does outside create_graph: a gradient kept
+            # from an earlier backward (g = w.grad) sees the sum, as it would in PyTorch.
+            if (held.base is None and held.dtype == g.dtype and held.shape == g.shape
+                    and held.flags.writeable):
+                held += g
+                old._version[0] += 1
+            else:
+                leaf.grad = Tensor._wrap(held + g)
+            continue
+        if not create_graph:
+            if fresh is None:
+                fresh = {id(s) for s in seeds}
+            if g.base is not None or id(g) in fresh or not g.flags.writeable:
+                g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
+            fresh.add(id(g))
+        if old is None:
             leaf.grad = _as_tensor_grad(g) if create_graph else Tensor._wrap(g)
-        elif create_graph or isinstance(leaf.grad.grad_fn, Node):
-            leaf.grad = leaf.grad + g
         else:
-            leaf.grad = Tensor._wrap(leaf.grad.data + g)
+            leaf.grad = old + g
     return None
 
 

@@ -251,7 +251,9 @@ class Tensor:
         """Fill ``.grad`` of every leaf this tensor depends on with d(self)/d(leaf).
 
         ``gradient`` is the vector of the vector-Jacobian product; it may be omitted only for a
-        one-element tensor. Gradients accumulate into ``.grad`` across calls until cleared.
+        one-element tensor. Gradients accumulate into ``.grad`` across calls until cleared; as in
+        PyTorch, a later call adds into the existing ``.grad`` in place (outside
+        ``create_graph``), so keep ``w.grad.clone()``, not ``w.grad``, to remember an old one.
         """
         if not self._requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
