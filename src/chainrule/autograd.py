@@ -682,17 +682,6 @@ def _unpack(node, create_graph):
     if saved is None:
         return _NONES[len(node.parents)], ans
     versions = node.versions
-    if len(saved) == 2 and not create_graph:  # most nodes: spelled out, no comprehension frame
-        s0, s1 = saved
-        if isinstance(s0, Tensor):
-            if s0._version[0] != versions[0]:
-                raise _modified(node, 0, s0)
-            s0 = s0.data
-        if isinstance(s1, Tensor):
-            if s1._version[0] != versions[1]:
-                raise _modified(node, 1, s1)
-            s1 = s1.data
-        return (s0, s1), ans
     for i, s in enumerate(saved):
         if s is not None and isinstance(s, Tensor) and s._version[0] != versions[i]:
             raise _modified(node, i, s)
@@ -811,7 +800,28 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                 g = _run_hooks(node.hooks, g, create_graph, node)
             if capture and node in capture:
                 captured[capture[node]] = g
-            inputs_, ans = _unpack(node, create_graph)
+            # What the node saved, checked: nearly every node keeps no input or two, and is
+            # unpacked here without a call (a call and its tuple cost more than the rest).
+            saved = node.saved
+            ans = node.ans
+            if create_graph or saved is _FREED or saved is not None and len(saved) != 2:
+                inputs_, ans = _unpack(node, create_graph)
+            elif ans is not None and node.ans_version[0][0] != node.ans_version[1]:
+                _unpack(node, create_graph)  # raises, naming the node and the versions
+            elif saved is None:
+                inputs_ = _NONES[len(parents)]
+            else:
+                s0, s1 = saved
+                versions = node.versions
+                if isinstance(s0, Tensor):
+                    if s0._version[0] != versions[0]:
+                        raise _modified(node, 0, s0)
+                    s0 = s0.data
+                if isinstance(s1, Tensor):
+                    if s1._version[0] != versions[1]:
+                        raise _modified(node, 1, s1)
+                    s1 = s1.data
+                inputs_ = (s0, s1)
             op = node.op
             try:
                 if type(op) is Primitive and op.vjp_all is None:
@@ -821,13 +831,19 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                     if len(parents) == 2 and len(vjps) >= 2:
                         p0, p1 = parents
                         r0, r1 = vjps[0], vjps[1]
-                        grads = (r0(g, ans, *inputs_, **params) if p0 is not None and r0
-                                 else None,
-                                 r1(g, ans, *inputs_, **params) if p1 is not None and r1
-                                 else None)
+                        if params:
+                            grads = (r0(g, ans, *inputs_, **params) if p0 is not None and r0
+                                     else None,
+                                     r1(g, ans, *inputs_, **params) if p1 is not None and r1
+                                     else None)
+                        else:  # a plain call: no argument tuple or keyword dict to build
+                            x0, x1 = inputs_
+                            grads = (r0(g, ans, x0, x1) if p0 is not None and r0 else None,
+                                     r1(g, ans, x0, x1) if p1 is not None and r1 else None)
                     elif len(parents) == 1 and vjps:
                         r0 = vjps[0]
-                        grads = (r0(g, ans, *inputs_, **params) if r0 else None,)
+                        grads = ((r0(g, ans, *inputs_, **params) if params else
+                                  r0(g, ans, inputs_[0])) if r0 else None,)
                     else:
                         grads = []
                         for rule, p in zip(vjps, parents):
