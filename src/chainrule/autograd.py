@@ -23,25 +23,35 @@ Tensor = None  # bound by tensor.py, which imports this module first
 # ----------------------------------------------------------------------------------------------
 # Grad mode, one per thread (as in PyTorch: a new thread starts with recording on)
 # ----------------------------------------------------------------------------------------------
-# How many threads have recording off, and how many have anomaly mode on. While a count is 0
-# (nearly always), `apply` knows the mode without the per-thread lookup. A thread counts itself
-# before it turns a mode on or off, so a thread that reads 0 is in the default mode itself.
+# Which threads have recording off (one token each), and how many have anomaly mode on. While
+# none has (nearly always), `apply` knows the mode without the per-thread lookup. A thread counts
+# itself before it turns a mode off, so a thread that finds none is in the default mode itself.
+# The tokens sit in a list because append and pop are atomic: no lock on the way into backward.
 _switch_lock = threading.Lock()
-_threads_without_grad = 0
+_threads_without_grad = []
 _threads_with_anomaly = 0
+_set_thread_local = threading.local.__setattr__
 
 
 class _GradMode(threading.local):
     enabled = True  # the class attribute is each new thread's starting value
 
     def __setattr__(self, name, value):
-        global _threads_without_grad
         if name == "enabled":
             value = bool(value)
             if value != self.enabled:
-                with _switch_lock:
-                    _threads_without_grad += -1 if value else 1
+                _switch_grad_mode(value)
+                return
         super().__setattr__(name, value)
+
+
+def _switch_grad_mode(value: bool) -> None:
+    """Turn this thread's recording to ``value``, which must differ from its mode now."""
+    if value:
+        _threads_without_grad.pop()
+    else:
+        _threads_without_grad.append(None)
+    _set_thread_local(_mode, "enabled", value)
 
 
 _mode = _GradMode()
@@ -755,15 +765,16 @@ def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
                     "gradient is not recorded: compile the loss and call backward on its result)")
     previous = _mode.enabled  # switched by hand: a set_grad_enabled block costs a few µs more
     if previous is not create_graph:
-        _mode.enabled = create_graph
+        _switch_grad_mode(create_graph)
     try:
-        if anomaly.enabled and anomaly.errstate is not None:
+        checking = _threads_with_anomaly and anomaly.enabled
+        if checking and anomaly.errstate is not None:
             with np.errstate(**anomaly.errstate):
                 return _walk(roots, seeds, retain_graph, create_graph, inputs, True)
-        return _walk(roots, seeds, retain_graph, create_graph, inputs, anomaly.enabled)
+        return _walk(roots, seeds, retain_graph, create_graph, inputs, checking)
     finally:
         if previous is not create_graph:
-            _mode.enabled = previous
+            _switch_grad_mode(previous)
 
 
 def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):

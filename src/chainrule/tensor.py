@@ -1078,7 +1078,8 @@ def _seed_gradient(t, gradient, where):
             raise RuntimeError(f"{where}: the output has shape {t.shape}; a gradient can be "
                                f"implied only for a one-element output. Pass gradient= (same "
                                f"shape) or reduce it first, e.g. loss.sum().backward()")
-        return np.ones(t.data.shape, t.data.dtype)
+        one = np.array(1, t.data.dtype)  # np.ones goes through Python: a µs more per backward
+        return one if t.data.ndim == 0 else one.reshape(t.data.shape)
     g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient, t.data.dtype)
     if g.shape != t.shape:
         raise RuntimeError(f"{where}: gradient has shape {g.shape} but the output has shape "
