@@ -21,6 +21,14 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def linear(x, weight, bias=None):
     """x W^T + b (one fused row: its VJP is grad @ W, grad^T @ x, sum of grad)."""
+    if isinstance(x, Tensor) and isinstance(weight, Tensor) and (
+            bias is None or isinstance(bias, Tensor)):
+        # Tensors of one dtype and matching features (every call of a working layer): nothing
+        # to convert or report, so none of the checks below runs.
+        xd, wd = x.data, weight.data
+        if xd.dtype is wd.dtype and (bias is None or bias.data.dtype is wd.dtype) and (
+                xd.ndim and wd.ndim == 2 and xd.shape[-1] == wd.shape[-1]):
+            return ops.linear(x, weight, bias)
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but the "
                          f"weight expects {weight.shape[-1]} (shape {weight.shape})")
