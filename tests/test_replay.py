@@ -474,7 +474,7 @@ def test_the_cache_keeps_the_latest_traces(monkeypatch):
     assert f.traces == 6
 
 
-def test_a_backward_pass_inside_the_traced_function_is_refused_unless_recorded():
+def test_a_backward_pass_inside_the_traced_function_is_replayed_or_refused():
     f = lambda v: (cr.tanh(v) ** 2).sum()  # noqa: E731
 
     def step(v):
@@ -482,10 +482,14 @@ def test_a_backward_pass_inside_the_traced_function_is_refused_unless_recorded()
         loss.backward()
         return loss
 
-    x = cr.tensor([0.3, -0.5], requires_grad=True)
-    with pytest.raises(CompileError, match=r"a backward pass \(loss.backward\(\)"):
-        cr.compile(step)(x)
-    with pytest.raises(CompileError, match="a backward pass"):
+    compiled = cr.compile(step)
+    for _ in range(3):  # a trace, then two replays: each fills .grad as the eager call does
+        x, y = cr.tensor([0.3, -0.5], requires_grad=True), cr.tensor([0.3, -0.5],
+                                                                     requires_grad=True)
+        assert compiled(x).data.tobytes() == step(y).data.tobytes()
+        assert x.grad.data.tobytes() == y.grad.data.tobytes()
+    assert compiled.replays == 2
+    with pytest.raises(CompileError, match=r"a backward pass with create_graph=True or inputs="):
         cr.compile(cr.grad(f))(cr.tensor([0.3, -0.5]))
     # cr.grad of a recording input is itself recorded: compiled, its own gradient is eager's
     h = cr.compile(lambda v: (cr.grad(f)(v) ** 2).sum())
@@ -561,9 +565,7 @@ def test_random_graphs_replay_bit_identically(shapes, steps, seed):
 
 
 @pytest.mark.parametrize("effect,match", [
-    (lambda model, opt: opt.step(), "an optimizer step"),
-    (lambda model, opt: opt.zero_grad(), "zero_grad"),
-    (lambda model, opt: model.zero_grad(), "zero_grad"),
+    (lambda model, opt: opt.step(), r"an optimizer step before loss.backward\(\)"),
     (lambda model, opt: cr.optim.clip_grad_norm_(model.parameters(), 1.0), "clip_grad_norm_"),
     (lambda model, opt: nn.init.zeros_(model[0].bias), "nn.init"),
     (lambda model, opt: model.load_state_dict(model.state_dict()), "load_state_dict"),
@@ -628,3 +630,169 @@ def test_the_inspection_tools_see_a_compiled_call_as_one_node_with_its_gradients
     f(cr.ones(2, 12, requires_grad=True), y)  # traced for an input that requires grad
     with pytest.raises(CompileError, match="call its .fn, the function uncompiled"):
         cr.grad(lambda v: cr.grad(lambda u: f(u, y))(v).sum())(cr.ones(2, 12))
+
+
+# --- a whole training step: zero_grad, forward, backward and the optimizer step, compiled -------
+_OPTIMIZERS = {
+    "sgd-momentum": lambda params: optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    "adam": lambda params: optim.Adam(params, lr=0.01),
+    "rmsprop": lambda params: optim.RMSprop(params, lr=0.01),
+}
+
+
+def _training_step(model, opt, where_zero="start"):
+    def step(x, y):
+        if where_zero == "start":
+            opt.zero_grad()
+        elif where_zero == "model":
+            model.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if where_zero == "end":
+            opt.zero_grad()
+        return loss
+
+    return step
+
+
+def _run_steps(step, model, opt, batches):
+    """Losses, parameters, gradients and optimizer state after each step, as bytes."""
+    record = []
+    for x, y in batches:
+        loss = step(x, y)
+        params = list(model.parameters())
+        record.append((loss.data.tobytes(),
+                       [p.data.tobytes() for p in params],
+                       [None if p.grad is None else p.grad.data.tobytes() for p in params],
+                       [{k: np.asarray(v).tobytes() for k, v in opt.state.get(p, {}).items()}
+                        for p in params]))
+    return record
+
+
+@pytest.mark.parametrize("where_zero", ["start", "model", "end", "never"])
+@pytest.mark.parametrize("name", sorted(_OPTIMIZERS))
+def test_a_compiled_training_step_is_bit_identical_to_the_eager_one(name, where_zero):
+    batches = _batches(6)
+    runs = []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = _OPTIMIZERS[name](model.parameters())
+        step = _training_step(model, opt, where_zero)
+        if compiled:
+            step = cr.compile(step)
+        runs.append(_run_steps(step, model, opt, batches))
+    assert runs[0] == runs[1]
+    assert (step.traces, step.replays) == (1, 5)  # the first replay was checked against eager
+
+
+def test_a_compiled_step_sees_a_new_learning_rate_and_runs_the_leaf_hooks():
+    runs, seen = [], []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        scheduler = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        model[0].bias.register_hook(lambda g, c=compiled: seen.append(c) or g * 2)
+        step = _training_step(model, opt)
+        step = cr.compile(step) if compiled else step
+        record = []
+        for x, y in _batches(5):
+            record.append(_run_steps(step, model, opt, [(x, y)]))
+            scheduler.step()
+        runs.append(record)
+    assert runs[0] == runs[1]
+    assert seen.count(False) == 5 and seen.count(True) == 6  # 5 steps, and the eager check
+
+
+def test_the_loss_a_compiled_step_returns_reads_out_and_refuses_a_second_backward():
+    model = _mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    step = cr.compile(_training_step(model, opt))
+    for x, y in _batches(3):
+        loss = step(x, y)
+        assert isinstance(loss.item(), float) and loss.requires_grad
+    assert step.replays == 2
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
+def test_the_check_of_a_compiled_step_runs_it_once_from_the_same_state():
+    """A step whose replay would differ (a Python number read when traced) fails its check,
+    which leaves the model as one eager step per call would."""
+    scale = [1.0]
+
+    def runs(compiled):
+        model = _mlp()
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y) * scale[0]
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = cr.compile(step) if compiled else step
+        scale[0] = 1.0
+        for i, (x, y) in enumerate(_batches(2)):
+            scale[0] = 1.0 + i
+            if compiled and i == 1:
+                with pytest.raises(CompileError, match="gave output 0 unlike running it"):
+                    step(x, y)
+            else:
+                step(x, y)
+        return [p.data.tobytes() for p in model.parameters()], opt
+
+    eager, eager_opt = runs(False)
+    compiled, compiled_opt = runs(True)
+    assert eager == compiled  # the failed replay was undone; its eager check was the step
+    for p, q in zip(eager_opt.param_groups[0]["params"], compiled_opt.param_groups[0]["params"]):
+        assert eager_opt.state[p]["momentum_buffer"].tobytes() == \
+            compiled_opt.state[q]["momentum_buffer"].tobytes()
+
+
+class _LoggingSGD(optim.SGD):
+    def step(self, closure=None):
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("body,match", [
+    ("twice", "a backward pass a second time"),
+    ("retain", "retain_graph=True"),
+    ("create_graph", "create_graph=True"),
+    ("after", r"runs after loss.backward\(\)"),
+    ("closure", "an optimizer step with a closure"),
+    ("overridden", r"_LoggingSGD.step \(overridden"),
+])
+def test_what_a_compiled_training_step_cannot_repeat_is_refused_by_name(body, match):
+    model = _mlp()
+    opt = (_LoggingSGD if body == "overridden" else optim.SGD)(model.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward(retain_graph=body == "retain",
+                      create_graph=body == "create_graph")
+        if body == "twice":
+            loss.backward()
+        if body == "after":
+            return loss * 2
+        opt.step(closure=(lambda: loss) if body == "closure" else None)
+        return loss
+
+    x, y = _batches(1)[0]
+    with pytest.raises(CompileError, match=match):
+        cr.compile(step)(x, y)
+
+
+def test_a_compiled_step_refuses_to_walk_into_a_graph_made_outside_it():
+    w = cr.tensor(np.ones(3), requires_grad=True)
+    h = w * 2  # not a leaf: its gradient would go on to w, outside the traced call
+
+    def step(v):
+        loss = (v * v).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(CompileError, match="reaches a tensor made by MultiplyBackward"):
+        cr.compile(step)(h)

@@ -418,6 +418,14 @@ def checked(check, *args):
         _tracer.check(check, args)
 
 
+def effect(what: str, fn, *args) -> None:
+    """Note that ``fn(*args)`` is about to run: training outside the graph (an optimizer's step,
+    clearing the gradients). A compiled training step being traced keeps it, to call it again
+    at the same point of every replay; the caller then does the work itself."""
+    if _tracer is not None:
+        _tracer.effect(what, fn, args)
+
+
 def untraceable(what: str) -> None:
     """Raise when a trace is running: ``what`` (a random draw, an in-place write, ...) happens
     outside the operations and cannot be replayed."""
@@ -758,11 +766,16 @@ def backward(roots, seeds, retain_graph=False, create_graph=False, inputs=None):
     to those tensors are returned instead (None where an input is not reached).
     """
     create_graph = bool(create_graph)
-    if _tracer is not None and not (create_graph and inputs is not None):
-        # Without create_graph the rules run on plain arrays, unrecorded; and filling .grad is a
-        # side effect. (cr.grad nested in a recording function stays a recorded computation.)
-        untraceable("a backward pass (loss.backward(), or cr.grad of a function whose "
-                    "gradient is not recorded: compile the loss and call backward on its result)")
+    tracer = _tracer
+    if tracer is not None and not (create_graph and inputs is not None) and (
+            tracer.take_backward(roots, seeds, retain_graph, create_graph, inputs)):
+        # A compiled training step (cr.compile) noted this backward, to replay it; it runs now
+        # as in any eager call, its rules unrecorded. (cr.grad nested in a recording function
+        # stays a recorded computation: the branch above is not taken for it.)
+        try:
+            return backward(roots, seeds, retain_graph, create_graph, inputs)
+        finally:
+            tracer.resume()
     previous = _mode.enabled  # switched by hand: a set_grad_enabled block costs a few µs more
     if previous is not create_graph:
         _switch_grad_mode(create_graph)
@@ -905,6 +918,13 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
                 captured[capture[leaf]] = _match_dtype(g, leaf)
         return [None if g is None else _as_tensor_grad(g) for g in captured]
 
+    fill_grads(leaf_grads, seeds, create_graph)
+    return None
+
+
+def fill_grads(leaf_grads, seeds, create_graph=False):
+    """Add each leaf's gradient (``leaf_grads``: leaf -> array) into its ``.grad``, after its
+    hooks, in its dtype; never sharing memory with a seed or another leaf's gradient."""
     fresh = None  # ids of arrays a leaf must not take as its own .grad (made when first needed)
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
@@ -935,7 +955,6 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
             leaf.grad = _as_tensor_grad(g) if create_graph else Tensor._wrap(g)
         else:
             leaf.grad = old + g
-    return None
 
 
 def _accumulate_leaf(leaf_grads, leaf, g):

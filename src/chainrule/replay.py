@@ -41,7 +41,14 @@ import weakref
 import numpy as np
 
 from chainrule import autograd, random
-from chainrule.autograd import Node, ShapeError, _op_error, _topological_counts, unbroadcast
+from chainrule.autograd import (
+    _FREED,
+    Node,
+    ShapeError,
+    _op_error,
+    _topological_counts,
+    unbroadcast,
+)
 from chainrule.pytree import flatten, unflatten
 from chainrule.tensor import Tensor
 
@@ -125,9 +132,10 @@ class Compiled:
                 self.replays += 1
                 if trace.unchecked:  # the eager run below must draw the numbers the replay drew
                     before = random.get_rng_state()
+                    state = _TrainingState(trace, leaves) if trace.stepped else None
                 out = trace.replay(leaves)
                 if trace.unchecked:
-                    self._compare(trace, out, key, leaves, treedef, before)
+                    self._compare(trace, out, key, leaves, treedef, before, state)
                 return out
         out, trace = _Trace.run(self.fn, leaves, treedef)
         if trace is None:
@@ -148,28 +156,104 @@ class Compiled:
         self.traces += 1
         return out
 
-    def _compare(self, trace, out, key, leaves, treedef, rng_state):
+    def _compare(self, trace, out, key, leaves, treedef, rng_state, state):
+        """Run the call eagerly after its first replay and compare: the outputs, and for a
+        training step the parameters, gradients and optimizer state it left (the step is run
+        from the state the replay started from, which is then the eager run's)."""
         after = random.get_rng_state()
         random.set_rng_state(rng_state)
+        replayed = None
         try:
-            with autograd.no_grad():
+            if state is None:
+                with autograd.no_grad():
+                    expected = _call(self.fn, leaves, treedef)
+            else:
+                replayed = state.taken()
+                state.restore()
                 expected = _call(self.fn, leaves, treedef)
         finally:
             random.set_rng_state(after)
         got = out if isinstance(out, (tuple, list)) else (out,)
         want = expected if isinstance(expected, (tuple, list)) else (expected,)
-        for i, (a, b) in enumerate(zip(got, want)):
-            a, b = a.data, b.data
-            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b,
-                                                                               equal_nan=True):
+        pairs = [(f"output {i}", a.data, b.data) for i, (a, b) in enumerate(zip(got, want))]
+        if state is not None:
+            now = state.taken()
+            if [what for what, _ in replayed] != [what for what, _ in now]:
+                replayed, now = [("the optimizer state", None)], [("", np.zeros(0))]
+            pairs += [(what, a, b) for (what, a), (_, b) in zip(replayed, now)]
+        for what, a, b in pairs:
+            if a is None or b is None:
+                same = a is b
+            else:
+                same = a.dtype == b.dtype and a.shape == b.shape and np.array_equal(
+                    a, b, equal_nan=True)
+            if not same:
                 self._cache[key].remove(trace)  # the next call traces again
+                spelled = "None" if a is None else f"{a.dtype}{a.shape}"
+                wanted = "None" if b is None else f"{b.dtype}{b.shape}"
                 raise CompileError(
-                    f"compile: replaying the trace of {_name(self.fn)} gave output {i} unlike "
-                    f"running it ({a.dtype}{a.shape} vs {b.dtype}{b.shape}); it computes something "
-                    f"from its inputs outside chainrule's operations (reading .data, NumPy on an "
-                    f"array, Python control flow on a value), which a replay cannot repeat. Call "
-                    f"it uncompiled.")
+                    f"compile: replaying the trace of {_name(self.fn)} gave {what} unlike "
+                    f"running it ({spelled} vs {wanted}); it computes something from its inputs "
+                    f"outside chainrule's operations (reading .data, NumPy on an array, Python "
+                    f"control flow on a value), which a replay cannot repeat. Call it "
+                    f"uncompiled.")
         trace.unchecked = False
+
+
+class _TrainingState:
+    """What a compiled training step changes (parameters and their gradients, optimizer state),
+    saved before its first replay so the eager check can run from the same point."""
+
+    def __init__(self, trace, leaves):
+        tensors, optimizers = {}, {}
+        for fn, _ in trace.before_backward + trace.after_backward:
+            owner = fn.__self__
+            if hasattr(owner, "param_groups"):
+                optimizers[id(owner)] = owner
+                params = (p for group in owner.param_groups for p in group["params"])
+            else:
+                params = owner.parameters()
+            tensors.update((id(p), p) for p in params)
+        for source in trace.parents:
+            t = trace._resolve(source, leaves)
+            tensors[id(t)] = t
+        self.tensors = list(tensors.values())
+        self.optimizers = list(optimizers.values())
+        self.saved = [(t.data.copy(), t.grad, None if t.grad is None else t.grad.data.copy(),
+                       t._version[0]) for t in self.tensors]
+        self.states = [self._copy(opt.state) for opt in self.optimizers]
+
+    @staticmethod
+    def _copy(state):
+        return {p: {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in s.items()}
+                for p, s in state.items()}
+
+    def restore(self):
+        for t, (data, grad, grad_data, version) in zip(self.tensors, self.saved):
+            t.data[...] = data
+            t.grad = grad
+            if grad is not None:
+                grad.data[...] = grad_data
+            t._version[0] = version
+        for opt, state in zip(self.optimizers, self.states):
+            opt.state.clear()
+            opt.state.update(self._copy(state))
+
+    def taken(self):
+        """(what, array) for everything the step left: each tensor's value and gradient, and
+        every array and number of the optimizer state."""
+        out = []
+        for i, t in enumerate(self.tensors):
+            name = f"tensor {i} of the step ({t.shape})"
+            out.append((f"the value of {name}", t.data.copy()))
+            out.append((f"the gradient of {name}", None if t.grad is None else
+                        t.grad.data.copy()))
+        for opt in self.optimizers:
+            for i, p in enumerate(self.tensors):
+                for k, v in sorted(opt.state.get(p, {}).items()):
+                    out.append((f"{type(opt).__name__} state {k!r} of tensor {i}",
+                                np.array(v)))
+        return out
 
 
 def _call(fn, leaves, treedef):
@@ -243,11 +327,19 @@ class _Trace:
         self.entry_of_node = {}  # id(node) -> tape index
         self.nodes = []  # the nodes made while tracing (alive until the plan is built)
         self.unchecked = False
+        # A training step: loss.backward() inside the function (the tensor and its seed), and
+        # the optimizer steps and zero_grads around it, called again at every replay.
+        self.step_root = None
+        self.step_seed = None
+        self.before_backward = []  # (fn, args)
+        self.after_backward = []
+        self.paused = False  # while the traced backward runs: its rules are not the call's
 
     # --- recording ---------------------------------------------------------------------------
     @classmethod
     def run(cls, fn, leaves, treedef):
         trace = cls()
+        trace.fn_name = _name(fn)
         for position, leaf in enumerate(leaves):
             if isinstance(leaf, Tensor | np.ndarray):
                 is_tensor = isinstance(leaf, Tensor)
@@ -276,7 +368,7 @@ class _Trace:
         return slot
 
     def _ours(self):
-        return threading.get_ident() == self.thread
+        return threading.get_ident() == self.thread and not self.paused
 
     def refuse(self, what):
         if self._ours():
@@ -304,6 +396,11 @@ class _Trace:
         return self._new_slot(array, constant=True)
 
     def _append(self, name, forward, slots, params, out):
+        if self.step_root is not None:
+            raise CompileError(
+                f"compile: {name} runs after loss.backward() in the traced training step; a "
+                f"replay computes the whole forward pass before the backward, so compute what "
+                f"the step returns before calling backward (or call it uncompiled)")
         getter = operator.itemgetter(*slots) if slots else _no_arguments
         if isinstance(out, tuple):
             out_slot = (self._new_slot(out[0]), self._new_slot(out[1]))
@@ -377,6 +474,48 @@ class _Trace:
                      for a in args]
             self._append(_name(check), check, slots, {}, None)
 
+    # --- a whole training step -------------------------------------------------------------
+    def take_backward(self, roots, seeds, retain_graph, create_graph, inputs):
+        """``loss.backward()`` in the traced function: plan the walk now (the eager walk that
+        follows frees what the nodes saved); it then runs unrecorded until `resume`."""
+        if not self._ours():
+            return False
+
+        def refuse(what):
+            raise CompileError(f"compile: the traced training step calls {what}, which a replay "
+                               f"cannot repeat; call it uncompiled (or change what it does)")
+
+        if self.step_root is not None:
+            refuse("a backward pass a second time")
+        if create_graph or inputs is not None:
+            refuse("a backward pass with create_graph=True or inputs= (cr.grad of a function "
+                   "whose gradient is not recorded: compile the loss and call backward on its "
+                   "result)")
+        if retain_graph:
+            refuse("a backward pass with retain_graph=True")
+        if len(roots) != 1:
+            refuse("a backward pass from several tensors at once")
+        root, seed = roots[0], seeds[0]
+        if root.grad_fn is None or id(root.grad_fn) not in self.entry_of_node:
+            refuse("a backward pass from a tensor the traced operations did not make")
+        seed = np.array(seed.data if isinstance(seed, Tensor) else seed)
+        self._plan(root.grad_fn, leaves_only=True)
+        self.step_root, self.step_seed = root, seed
+        self.paused = True
+        return True
+
+    def resume(self):
+        self.paused = False
+
+    def effect(self, what, fn, args):
+        if not self._ours():
+            return
+        if self.step_root is None and what != "zero_grad":
+            self.refuse(f"{what} before loss.backward() (only zero_grad may come before it in a "
+                        f"compiled training step)")
+        (self.after_backward if self.step_root is not None else self.before_backward).append(
+            (fn, args))
+
     # --- the plan ------------------------------------------------------------------------------
     def _finish(self, fn, out):
         outputs = out if isinstance(out, (tuple, list)) else (out,)
@@ -400,26 +539,30 @@ class _Trace:
                                f".detach()ed)")
         self.grad_output = grad_outputs[0] if grad_outputs else None
         root = None if self.grad_output is None else outputs[self.grad_output].grad_fn
-        self.fn_name = _name(fn)
-        self._plan(root)
+        self.stepped = self.step_root is not None
+        self.root_is_source = False
+        if self.stepped:  # planned at loss.backward(); the outputs' graph is spent
+            del self.step_root
+        elif root is None or self.tensor_of_slot.get(self.out_slots[self.grad_output]):
+            self.root_is_source = root is not None  # fn returned an argument or a parameter
+            self.plan, self.parents, self.kept = [], [], []
+        else:
+            self._plan(root)
         self.output_sources = [self.source_of_slot.get(slot) for slot in self.out_slots]
         self.epoch = autograd.trace_epoch[0]
         self.guard = _generate_guard(self)
         self.forward_code, self.backward_code = _generate(self)
         del self.slot_of, self.alive, self.nodes, self.entry_of_node, self.tensor_of_slot
 
-    def _plan(self, root):
+    def _plan(self, root, leaves_only=False):
         """The backward walk the eager engine would take from ``root``, as a fixed list.
 
         The order is the engine's (its ready stack popped in the same sequence), so every
-        gradient is summed in the same order and the replay's results are bit-identical."""
+        gradient is summed in the same order and the replay's results are bit-identical.
+        ``leaves_only``: a training step's walk, which must end at leaves (it fills .grad)."""
         self.plan = []
         self.parents = []  # where the tensors come from whose gradient the node passes on
         self.kept = []  # the slots the backward rules read
-        if root is None or self.tensor_of_slot.get(self.out_slots[self.grad_output]):
-            self.root_is_source = root is not None
-            return
-        self.root_is_source = False
         deps = _topological_counts([root])
         index = {id(root): 0}
         kept_index = {}
@@ -467,6 +610,11 @@ class _Trace:
                     if source is None or (source.grad_fn or source) is not p:
                         raise CompileError(f"compile: {node.name} passes a gradient to a "
                                            f"tensor made outside the traced operations")
+                    if leaves_only and source.grad_fn is not None:
+                        raise CompileError(
+                            f"compile: the traced training step's backward reaches a tensor "
+                            f"made by {source.grad_fn.name} outside the call; pass a leaf "
+                            f"(x.detach()) or call the step uncompiled")
                     if id(source) not in parent_index:
                         parent_index[id(source)] = len(self.parents)
                         self.parents.append(self.source_of_slot[slots[i]])
@@ -488,15 +636,41 @@ class _Trace:
         return True
 
     def replay(self, leaves):
+        for fn, args in self.before_backward:
+            fn(*args)
         try:
             outputs, backward = self.forward_code(leaves, self.externals)
         except Exception:
             self._replay_slowly(leaves)  # raises the same error, named as the eager call names it
             raise
+        if self.stepped:
+            self._step(backward)
         if self.out_type is None:
             return self._output(0, outputs[0], leaves, backward)
         return self.out_type([self._output(i, value, leaves, backward)
                               for i, value in enumerate(outputs)])
+
+    def _step(self, backward):
+        """A training step's loss.backward() and what followed it: the traced walk's gradients
+        added into the leaves' .grad as the engine adds them, then the optimizer steps."""
+        kept, parents, params_used = backward
+        for p in parents:
+            if p.grad_fn is not None:
+                raise CompileError(
+                    f"compile: the compiled training step's backward reaches an argument made by "
+                    f"{p.grad_fn.name}; pass a leaf (x.detach()) or call the step uncompiled")
+        grads = self.backward_code(self.step_seed, kept, params_used)
+        leaf_grads = {p: g for p, g in zip(parents, grads) if g is not None}
+        recording = autograd._mode.enabled
+        if recording:  # the hooks of the leaves run as in an eager backward: not recorded
+            autograd._switch_grad_mode(False)
+        try:
+            autograd.fill_grads(leaf_grads, (self.step_seed,))
+        finally:
+            if recording:
+                autograd._switch_grad_mode(True)
+        for fn, args in self.after_backward:
+            fn(*args)
 
     def _replay_slowly(self, leaves):
         """The tape run one entry at a time, to name the operation that fails."""
@@ -530,7 +704,10 @@ class _Trace:
         if source is not None:  # fn returned an argument or a parameter itself
             return self._resolve(source, leaves) if source[2] else Tensor._wrap(value)
         t = Tensor._wrap(value)
-        if i == self.grad_output and backward is not None:
+        if i == self.grad_output and self.stepped:  # its graph was walked, and is spent
+            t.grad_fn = Node(self.row, (), _FREED, None, None, None, {}, None)
+            t._requires_grad = True
+        elif i == self.grad_output and backward is not None:
             kept, versions, parents, params_used = backward
             t.grad_fn = Node(self.row, parents, kept or None, versions or None, None, None,
                              {"params_used": params_used}, None)
@@ -613,12 +790,19 @@ def _generate(trace):
     kept = []
     for slot in trace.kept:
         source = sources.get(slot)
-        if source is not None and source[2]:  # a tensor: saved as such, checked for in-place
+        if trace.stepped:  # its backward follows at once: nothing can write in between
+            kept.append(value(slot))
+        elif source is not None and source[2]:  # a tensor: saved as such, checked for in-place
             kept.append(f"L[{source[1]}]" if source[0] == "L" else f"E[{source[1]}]")
         else:
             kept.append(value(slot))
     outputs = f"({''.join(value(s) + ', ' for s in trace.out_slots)})"
-    if trace.plan:  # what the compiled node saves, the version of each tensor, its parents
+    if trace.plan and trace.stepped:  # what the step's backward reads, the leaves it fills
+        parents = [f"{kind}[{k}]" for kind, k, _ in trace.parents]
+        lines.append(f"    return {outputs}, (({''.join(k + ', ' for k in kept)}), "
+                     f"({''.join(p + ', ' for p in parents)}), "
+                     f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}})")
+    elif trace.plan:  # what the compiled node saves, the version of each tensor, its parents
         versions = [f"{k}._version[0]" if k[0] in "LE" else "0" for k in kept]
         parents = [f"{where}.grad_fn or {where}" for where in
                    (f"{kind}[{k}]" for kind, k, _ in trace.parents)]

@@ -216,7 +216,11 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to None, or to zeros with ``set_to_none=False``)."""
-        autograd.untraceable("zero_grad (it clears .grad, which a replay does not repeat)")
+        if type(self).zero_grad is Module.zero_grad:  # a compiled step calls it again
+            autograd.effect("zero_grad", self.zero_grad, set_to_none)
+        else:
+            autograd.untraceable(f"{type(self).__name__}.zero_grad (overridden: a replay cannot "
+                                 f"tell what it does)")
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None

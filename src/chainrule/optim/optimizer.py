@@ -85,7 +85,11 @@ class Optimizer:
     # --- the step --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (to None, or to zeros in place)."""
-        autograd.untraceable("zero_grad (it clears .grad, which a replay does not repeat)")
+        if type(self).zero_grad is Optimizer.zero_grad:  # a compiled step calls it again
+            autograd.effect("zero_grad", self.zero_grad, set_to_none)
+        else:
+            autograd.untraceable(f"{type(self).__name__}.zero_grad (overridden: a replay cannot "
+                                 f"tell what it does)")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -101,7 +105,13 @@ class Optimizer:
 
         A parameter without one (frozen, or not reached by backward) is skipped, as in PyTorch:
         it keeps its value and its optimizer state (momentum, step count) does not advance."""
-        autograd.untraceable("an optimizer step (it updates the parameters in place)")
+        if closure is not None:
+            autograd.untraceable("an optimizer step with a closure (it evaluates the loss again)")
+        elif type(self).step is Optimizer.step:  # a compiled step calls it again
+            autograd.effect("an optimizer step", self.step)
+        else:
+            autograd.untraceable(f"{type(self).__name__}.step (overridden: a replay cannot tell "
+                                 f"what it does)")
         loss = None
         if closure is not None:
             with autograd.enable_grad():
