@@ -482,7 +482,8 @@ def test_check_inputs_refuses_nan_and_values_outside_the_training_range():
     check_inputs(X * 100, {"inputs": None})  # files from before the range was recorded
 
 
-@pytest.mark.parametrize("options", [dict(), dict(loss="mse", optimizer="sgd")])
+@pytest.mark.parametrize("options", [dict(), dict(loss="mse", optimizer="sgd"),
+                                     dict(report=True)])  # (the loss alone compiled)
 def test_compile_trains_to_the_same_bits_as_the_eager_step(tmp_path, options):
     eager = fit(small(tmp_path, out=str(tmp_path / "eager"), **options), log=quiet)
     compiled = fit(small(tmp_path, out=str(tmp_path / "compiled"), compile=True, **options),

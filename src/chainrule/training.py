@@ -52,7 +52,7 @@ class Config:
     stop_after: int | None = None
     threads: int | None = None  # BLAS threads; None: see threads.threads_for_model
     distributed: bool = False  # data parallel over MPI (run under mpiexec)
-    compile: bool = False  # replay each step's forward and backward with cr.compile (same results)
+    compile: bool = False  # replay each training step with cr.compile (the same results)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -461,8 +461,19 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         logits = model(xb)
         return loss_of(config.loss, logits, labels, data.n_classes), logits.detach()
 
+    def train_step(xb, labels):
+        optimizer.zero_grad()
+        loss, logits = batch_loss(xb, labels)
+        loss.backward()
+        optimizer.step()
+        return loss, logits
+
+    whole_step = None
     if config.compile:  # bit-identical to the eager step, so not one of the run's options
-        batch_loss = cr.compile(batch_loss)
+        if dist is None and flow is None:  # nothing runs between backward and the update
+            whole_step = cr.compile(train_step)
+        else:
+            batch_loss = cr.compile(batch_loss)
     started = time.perf_counter()
     last = config.epochs if config.stop_after is None else min(config.epochs, config.stop_after)
     if last < start_epoch:
@@ -476,9 +487,17 @@ def _fit(config: Config, data: Data, model, log) -> dict:
         batches = _epoch_batches(data.train, epoch, config, dist)
         for xb, yb in _progress(batches, n_batches, f"epoch {epoch + 1}/{config.epochs}",
                                 config.progress and main):
-            optimizer.zero_grad()
             step += 1
             n = len(yb)
+            if whole_step is not None:  # the update is made before the loss is checked
+                loss, logits = whole_step(xb, yb.data)
+                _check_finite(loss.item(), f"epoch {epoch + 1}, step {step} of {n_batches}: "
+                              f"the loss", epoch, checkpoint_path, config)
+                total += loss.item() * n
+                correct += int((logits.data.argmax(axis=1) == yb.data).sum())
+                seen += n
+                continue
+            optimizer.zero_grad()
             if n:  # a rank's part of a short last batch may be empty
                 loss, logits = batch_loss(xb, yb.data)
                 _check_finite(loss.item(), f"epoch {epoch + 1}, step {step} of {n_batches}: "
