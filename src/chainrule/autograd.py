@@ -683,6 +683,9 @@ def _unpack(node, create_graph):
     """The inputs and answer a node saved, checked for freeing and in-place changes."""
     saved = node.saved
     if saved is _FREED:
+        why = getattr(node.op, "freed_message", None)  # a compiled training step says its own
+        if why:
+            raise RuntimeError(f"{node.name}: {why}")
         raise RuntimeError(
             f"{node.name}: trying to backward through the graph a second time, but the values it "
             f"saved were freed after the first backward(). Pass retain_graph=True to the first "

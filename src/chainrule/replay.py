@@ -705,7 +705,7 @@ class _Trace:
             return self._resolve(source, leaves) if source[2] else Tensor._wrap(value)
         t = Tensor._wrap(value)
         if i == self.grad_output and self.stepped:  # its graph was walked, and is spent
-            t.grad_fn = Node(self.row, (), _FREED, None, None, None, {}, None)
+            t.grad_fn = Node(self.row, backward[1], _FREED, None, None, None, {}, None)
             t._requires_grad = True
         elif i == self.grad_output and backward is not None:
             kept, versions, parents, params_used = backward
@@ -905,6 +905,13 @@ class _CompiledRow:
         self.trace = trace
         self.name = f"cr.compile({fn_name})"  # what a drawing or trace calls the one node
         self.node_name = "CompiledBackward"
+
+    @property
+    def freed_message(self):
+        if self.trace.stepped:
+            return (f"{self.name} is a whole training step, whose loss.backward() already ran "
+                    f"inside the call; its graph is spent")
+        return None
 
     def vjp(self, node, grad, inputs, ans):
         if isinstance(grad, Tensor):  # a walk with create_graph=True hands tensors

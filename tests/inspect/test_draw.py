@@ -194,6 +194,32 @@ def test_missing_values_are_noted_when_backward_freed_an_unrecorded_graph():
     assert f"grad {number(t['w1'].grad.data)}" in w1  # the leaves still show their .grad
 
 
+def test_a_compiled_training_step_draws_as_one_node_with_the_gradients_it_left():
+    model = cr.nn.Sequential(cr.nn.Linear(4, 3))
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+
+    @cr.compile
+    def step(x, y):
+        opt.zero_grad()
+        loss = cr.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(3):  # a trace, the checked replay, a replay
+        loss = step(np.ones((2, 4), np.float32), np.array([0, 1]))
+    drawing = cr.draw(loss)
+    banner = next(line for line in drawing.source.splitlines()
+                  if line.startswith("  labelloc=t"))
+    assert "step) is a whole training step" in banner and "call its .fn" in banner
+    assert "retain_graph" not in banner  # not an option inside a compiled step
+    bias = model[0].bias
+    shown = drawing.trace.node_of(bias)
+    np.testing.assert_array_equal(shown.grad, bias.grad.data)
+    first = f"{float(bias.grad.data[0]):.4g}"
+    assert f"grad [{first}, " in node_line(drawing.source, shown.id)
+
+
 def test_inputs_without_grad_come_from_what_the_graph_saved():
     w = cr.tensor([0.5, 0.5], requires_grad=True)
     pixels = cr.tensor([1.0, 2.0])

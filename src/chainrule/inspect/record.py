@@ -56,6 +56,17 @@ FREED = ("backward() freed the values this graph saved, so the gradients of inte
 _PACKAGE_DIR = __file__.rsplit("/inspect/", 1)[0]
 
 
+def _freed(node) -> str:
+    """Why ``node``'s saved values are gone: a backward pass, or a compiled training step."""
+    trace = getattr(node.op, "trace", None)
+    if getattr(trace, "stepped", False):
+        return (f"{node.op.name} is a whole training step: its backward ran inside the call and "
+                f"freed what it saved (the parameters show the gradients it left in .grad); call "
+                f"its .fn, the step uncompiled, inside `with cr.inspect.record():` to see every "
+                f"value")
+    return FREED
+
+
 # ----------------------------------------------------------------------------------------------
 # Recording
 # ----------------------------------------------------------------------------------------------
@@ -572,7 +583,7 @@ class _Builder:
             tn.grad = g
             values = self._values(node, records[node])
             if values is None:
-                message = FREED
+                message = _freed(node)
                 continue
             inputs, ans = values
             try:
