@@ -686,6 +686,32 @@ def test_a_compiled_training_step_is_bit_identical_to_the_eager_one(name, where_
     assert (step.traces, step.replays) == (1, 5)  # the first replay was checked against eager
 
 
+def _clipping_step(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) * 50  # large gradients: the clip scales them
+        loss.backward()
+        optim.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        return loss
+
+    return step
+
+
+def test_a_compiled_step_clips_the_gradients_as_the_eager_one():
+    runs = []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        step = _clipping_step(model, opt)
+        step = cr.compile(step) if compiled else step
+        runs.append(_run_steps(step, model, opt, _batches(4)))
+    assert runs[0] == runs[1] and step.replays == 3
+    norm = np.sqrt(sum(float((p.grad.data.astype(np.float64) ** 2).sum())
+                       for p in model.parameters()))
+    assert norm == pytest.approx(0.5, rel=1e-4)  # the replayed steps clipped
+
+
 def test_a_compiled_step_sees_a_new_learning_rate_and_runs_the_leaf_hooks():
     runs, seen = [], []
     for compiled in (False, True):

@@ -206,13 +206,16 @@ class _TrainingState:
 
     def __init__(self, trace, leaves):
         tensors, optimizers = {}, {}
-        for fn, _ in trace.before_backward + trace.after_backward:
-            owner = fn.__self__
+        for fn, args in trace.before_backward + trace.after_backward:
+            owner = getattr(fn, "__self__", None)  # an optimizer, a module, or None (clipping)
             if hasattr(owner, "param_groups"):
                 optimizers[id(owner)] = owner
-                params = (p for group in owner.param_groups for p in group["params"])
+                params = [p for group in owner.param_groups for p in group["params"]]
+            elif owner is not None:
+                params = list(owner.parameters())
             else:
-                params = owner.parameters()
+                params = [t for a in args if isinstance(a, list) for t in a
+                          if isinstance(t, Tensor)]
             tensors.update((id(p), p) for p in params)
         for source in trace.parents:
             t = trace._resolve(source, leaves)

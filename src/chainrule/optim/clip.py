@@ -20,6 +20,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     """
     if isinstance(parameters, Tensor):
         parameters = [parameters]
+    parameters = list(parameters)  # a generator (model.parameters()) would be spent
+    autograd.effect("clip_grad_norm_", clip_grad_norm_, parameters, max_norm, norm_type,
+                    error_if_nonfinite)  # a compiled training step clips again at each replay
     grads = [p.grad for p in parameters if p.grad is not None]
     norm_type = float(norm_type)
     if math.isnan(norm_type) or norm_type <= 0:
@@ -37,7 +40,6 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     # torch always scales (by at most 1), so clipped and unclipped steps round the same way
     real = np.dtype(dtype).type
     coef = min(real(max_norm) / (total + real(1e-6)), real(1.0))
-    autograd.untraceable("clip_grad_norm_ (it scales .grad in place)")
     for g in grads:
         g.data *= g.data.dtype.type(coef)
         g._version[0] += 1
