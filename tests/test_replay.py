@@ -823,28 +823,3 @@ def test_a_compiled_step_refuses_to_walk_into_a_graph_made_outside_it():
 
     with pytest.raises(CompileError, match="reaches a tensor made by MultiplyBackward"):
         cr.compile(step)(h)
-
-
-def test_a_compiled_step_updates_a_parameter_only_after_the_last_rule_that_reads_it():
-    """The step is folded into the backward: w's gradient is complete after the top product,
-    but the lower one still reads w through a detached view; w may change only after it."""
-    def run(compiled):
-        w = cr.tensor(np.linspace(-1, 1, 6), requires_grad=True)
-        v = cr.tensor(np.linspace(0.5, 2, 6), requires_grad=True)
-        opt = optim.SGD([w, v], lr=0.5)
-
-        def step(x):
-            opt.zero_grad()
-            top = (x * w).sum()  # the walk finishes w's gradient here, first
-            h = v * w.detach()[::-1]  # a view of w, read by the rule for v, later
-            loss = h.sum() * top
-            loss.backward()
-            opt.step()
-            return loss
-
-        step = cr.compile(step) if compiled else step
-        for i in range(4):
-            step(cr.tensor(np.full(6, 1.0 + i)))
-        return w.data.tobytes(), v.data.tobytes(), v.grad.data.tobytes()
-
-    assert run(True) == run(False)

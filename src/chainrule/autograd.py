@@ -925,11 +925,10 @@ def _walk(roots, seeds, retain_graph, create_graph, inputs, checking):
     return None
 
 
-def fill_grads(leaf_grads, seeds, create_graph=False, fresh=None):
+def fill_grads(leaf_grads, seeds, create_graph=False):
     """Add each leaf's gradient (``leaf_grads``: leaf -> array) into its ``.grad``, after its
-    hooks, in its dtype; never sharing memory with a seed or another leaf's gradient.
-    ``fresh``: the ids of arrays already taken (or seeds), for leaves filled one call at a time;
-    updated in place."""
+    hooks, in its dtype; never sharing memory with a seed or another leaf's gradient."""
+    fresh = None  # ids of arrays a leaf must not take as its own .grad (made when first needed)
     for leaf, g in leaf_grads.items():
         if leaf._hooks:
             g = _run_hooks(leaf._hooks, g, create_graph, leaf)
@@ -951,7 +950,7 @@ def fill_grads(leaf_grads, seeds, create_graph=False, fresh=None):
             continue
         if not create_graph:
             if fresh is None:
-                fresh = set(map(id, seeds))
+                fresh = {id(s) for s in seeds}
             if g.base is not None or id(g) in fresh or not g.flags.writeable:
                 g = g.copy()  # never let two leaves, or a leaf and a caller's array, share memory
             fresh.add(id(g))

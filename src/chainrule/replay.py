@@ -336,10 +336,6 @@ class _Trace:
         self.step_seed = None
         self.before_backward = []  # (fn, args)
         self.after_backward = []
-        # The optimizer whose step comes first after backward: a replay updates each parameter
-        # as soon as its gradient is final and nothing reads it any more.
-        self.optimizer = None
-        self.array_of_slot = {}  # slot -> the array it held when traced (to find aliases)
         self.paused = False  # while the traced backward runs: its rules are not the call's
 
     # --- recording ---------------------------------------------------------------------------
@@ -372,7 +368,6 @@ class _Trace:
         if isinstance(array, np.ndarray):
             self.slot_of[id(array)] = slot
             self.alive.append(array)
-            self.array_of_slot[slot] = array
         return slot
 
     def _ours(self):
@@ -508,28 +503,9 @@ class _Trace:
             refuse("a backward pass from a tensor the traced operations did not make")
         seed = np.array(seed.data if isinstance(seed, Tensor) else seed)
         self._plan(root.grad_fn, leaves_only=True)
-        self.update_after = self._last_uses()
         self.step_root, self.step_seed = root, seed
         self.paused = True
         return True
-
-    def _last_uses(self):
-        """For each leaf of a step's walk, the plan position after which its value may change:
-        its gradient is complete, and no later rule reads its memory (itself, or a view)."""
-        last = {}
-        for j, (_, _, rules, _, _, _, _, targets, _, _, _) in enumerate(self.plan):
-            for i, target in enumerate(targets):
-                if target is not None and target < 0 and (
-                        type(rules) is not tuple or rules[i] is not None):
-                    last[~target] = j
-        for k, slot in enumerate(self.parent_slots):
-            data = self.array_of_slot[slot]
-            for j, (_, _, _, ins, ans_k, *_) in enumerate(self.plan):
-                for kept in (*ins, ans_k):
-                    array = self.array_of_slot.get(self.kept[kept]) if kept >= 0 else None
-                    if array is not None and np.may_share_memory(array, data):
-                        last[k] = max(last.get(k, -1), j)
-        return last
 
     def resume(self):
         self.paused = False
@@ -540,8 +516,6 @@ class _Trace:
         if self.step_root is None and what != "zero_grad":
             self.refuse(f"{what} before loss.backward() (only zero_grad may come before it in a "
                         f"compiled training step)")
-        if what == "an optimizer step" and not self.after_backward:
-            self.optimizer = fn.__self__
         (self.after_backward if self.step_root is not None else self.before_backward).append(
             (fn, args))
 
@@ -582,7 +556,6 @@ class _Trace:
         self.guard = _generate_guard(self)
         self.forward_code, self.backward_code = _generate(self)
         del self.slot_of, self.alive, self.nodes, self.entry_of_node, self.tensor_of_slot
-        del self.array_of_slot
 
     def _plan(self, root, leaves_only=False):
         """The backward walk the eager engine would take from ``root``, as a fixed list.
@@ -592,7 +565,6 @@ class _Trace:
         ``leaves_only``: a training step's walk, which must end at leaves (it fills .grad)."""
         self.plan = []
         self.parents = []  # where the tensors come from whose gradient the node passes on
-        self.parent_slots = []
         self.kept = []  # the slots the backward rules read
         deps = _topological_counts([root])
         index = {id(root): 0}
@@ -649,7 +621,6 @@ class _Trace:
                     if id(source) not in parent_index:
                         parent_index[id(source)] = len(self.parents)
                         self.parents.append(self.source_of_slot[slots[i]])
-                        self.parent_slots.append(slots[i])
                     targets.append(~parent_index[id(source)])
             self.plan.append((index[id(node)], node.name, rules, inputs, ans, params, subs,
                               tuple(targets), node.shapes, len(node.parents), entry))
@@ -691,47 +662,18 @@ class _Trace:
                 raise CompileError(
                     f"compile: the compiled training step's backward reaches an argument made by "
                     f"{p.grad_fn.name}; pass a leaf (x.detach()) or call the step uncompiled")
-        opt, effects = self.optimizer, self.after_backward
-        if opt is not None and any(p._hooks for p in parents):
-            opt = None  # a leaf's hook may read the others: fill every .grad before stepping
+        grads = self.backward_code(self.step_seed, kept, params_used)
+        leaf_grads = {p: g for p, g in zip(parents, grads) if g is not None}
         recording = autograd._mode.enabled
         if recording:  # the hooks of the leaves run as in an eager backward: not recorded
             autograd._switch_grad_mode(False)
         try:
-            if opt is None:
-                grads = self.backward_code(self.step_seed, kept, params_used)
-                autograd.fill_grads({p: g for p, g in zip(parents, grads) if g is not None},
-                                    (self.step_seed,))
-            else:
-                self._step_during_backward(opt, kept, parents, params_used)
-                effects = effects[1:]  # that step is taken
+            autograd.fill_grads(leaf_grads, (self.step_seed,))
         finally:
             if recording:
                 autograd._switch_grad_mode(True)
-        for fn, args in effects:
+        for fn, args in self.after_backward:
             fn(*args)
-
-    def _step_during_backward(self, opt, kept, parents, params_used):
-        """The backward with ``opt.step()`` folded in: each parameter's .grad is filled and
-        the parameter updated at the point `_last_uses` found, the rest after the walk. Each
-        update is the one `step` makes (parameters are independent), so the bits are the same."""
-        fresh = {id(self.step_seed)}
-        group_of = {id(p): group for group in opt.param_groups for p in group["params"]}
-        done = set()
-
-        def update(k, g):
-            p = parents[k]
-            autograd.fill_grads({p: g}, (), fresh=fresh)
-            group = group_of.get(id(p))
-            if group is not None:
-                opt._step_param(group, p)
-                done.add(id(p))
-
-        self.backward_code(self.step_seed, kept, params_used, update)
-        for group in opt.param_groups:
-            for p in group["params"]:
-                if id(p) not in done and p.grad is not None:
-                    opt._step_param(group, p)
 
     def _replay_slowly(self, leaves):
         """The tape run one entry at a time, to name the operation that fails."""
@@ -894,17 +836,13 @@ def _generate_guard(trace):
 def _generate_backward(trace):
     names = {"_unbroadcast": unbroadcast}
     n_kept = len(trace.kept)
-    lines = ["def backward(g0, I, PU, U=None):",
+    lines = ["def backward(g0, I, PU):",
              f"    ({''.join(f's{k}, ' for k in range(n_kept))}) = I" if n_kept else "    pass",
              "    node = None"]
     lines += [f"    g{k} = None" for k in range(1, trace.n_nodes)]
     lines += [f"    q{k} = None" for k in range(len(trace.parents))]
-    updates = {}  # plan position -> the leaves a training step updates after it (see U)
-    for leaf, position in getattr(trace, "update_after", {}).items():
-        updates.setdefault(position, []).append(leaf)
     lines.append("    try:")
-    for position, (k, name, rules, ins, ans_k, params, subs, targets, shapes, n,
-                   entry) in enumerate(trace.plan):
+    for k, name, rules, ins, ans_k, params, subs, targets, shapes, n, entry in trace.plan:
         body = [f"node = {name!r}"]
         ans = f"s{ans_k}" if ans_k >= 0 else "None"
         args = ", ".join(f"s{j}" if j >= 0 else "None" for j in ins)
@@ -937,8 +875,6 @@ def _generate_backward(trace):
         body.append(f"g{k} = None")
         lines.append(f"        if g{k} is not None:")
         lines += [f"            {line}" for line in body]
-        for leaf in updates.get(position, ()):
-            lines.append(f"        if U is not None and q{leaf} is not None: U({leaf}, q{leaf})")
     lines += ["    except Exception as exc:",
               "        raise type(exc)(f'{node}: the backward rule failed: {exc}') from exc",
               f"    return ({''.join(f'q{k}, ' for k in range(len(trace.parents)))})"]

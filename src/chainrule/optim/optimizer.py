@@ -118,24 +118,20 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    self._step_param(group, p)
+                if p.grad is None:
+                    continue
+                grad, data = p.grad.data, p.data
+                if grad.shape != data.shape:
+                    raise ValueError(f"{type(self).__name__}.step: a gradient of shape "
+                                     f"{grad.shape} for a parameter of shape {data.shape}")
+                if grad.dtype != data.dtype:  # never let a gradient upcast the parameter
+                    grad = grad.astype(data.dtype)
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = self._init_state(group, p)
+                self._update(group, p, grad, state)
+                p._version[0] += 1
         return loss
-
-    def _step_param(self, group: dict, p: Tensor) -> None:
-        """`step` for one parameter that has a gradient (a compiled training step calls it as
-        soon as the parameter's gradient is final, while it is still in the cache)."""
-        grad, data = p.grad.data, p.data
-        if grad.shape != data.shape:
-            raise ValueError(f"{type(self).__name__}.step: a gradient of shape "
-                             f"{grad.shape} for a parameter of shape {data.shape}")
-        if grad.dtype != data.dtype:  # never let a gradient upcast the parameter
-            grad = grad.astype(data.dtype)
-        state = self.state.get(p)
-        if state is None:
-            state = self.state[p] = self._init_state(group, p)
-        self._update(group, p, grad, state)
-        p._version[0] += 1
 
     def _init_state(self, group: dict, p: Tensor) -> dict:
         return {}
