@@ -941,10 +941,13 @@ def fill_grads(leaf_grads, seeds, create_graph=False):
             held = old.data
             # In place, as PyTorch's AccumulateGrad does outside create_graph: a gradient kept
             # from an earlier backward (g = w.grad) sees the sum, as it would in PyTorch.
-            if (held.base is None and held.dtype == g.dtype and held.shape == g.shape
-                    and held.flags.writeable):
-                held += g
-                old._version[0] += 1
+            if held.base is None and held.dtype is g.dtype:
+                try:
+                    held += g
+                except ValueError:  # read-only, or not the leaf's shape: a .grad set by hand
+                    leaf.grad = Tensor._wrap(held + g)
+                else:
+                    old._version[0] += 1
             else:
                 leaf.grad = Tensor._wrap(held + g)
             continue
