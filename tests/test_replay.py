@@ -812,6 +812,38 @@ def test_what_a_compiled_training_step_cannot_repeat_is_refused_by_name(body, ma
         cr.compile(step)(x, y)
 
 
+def test_a_compiled_step_with_dropout_and_a_given_seed_gradient():
+    def run(compiled):
+        cr.manual_seed(5)
+        model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Dropout(0.4), nn.Linear(16, 5))
+        opt = optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad()
+            losses = F.cross_entropy(model(x), y, reduction="none")
+            losses.backward(gradient=cr.ones(6) / 6)  # computed in the call: replayed
+            opt.step()
+            return losses
+
+        step = cr.compile(step) if compiled else step
+        return _run_steps(step, model, opt, _batches(4)), step
+
+    (eager, _), (compiled, step) = run(False), run(True)
+    assert eager == compiled and step.replays == 3
+
+    def seeded_by_argument(x, g):
+        loss = x * 2
+        loss.backward(gradient=g)
+        return loss
+
+    compiled = cr.compile(seeded_by_argument)
+    for i in range(3):  # the seed is the argument of each call, not the traced one
+        x = cr.tensor(np.ones(3), requires_grad=True)
+        compiled(x, np.full(3, float(i)))
+        assert x.grad.tolist() == [2.0 * i] * 3
+    assert compiled.replays == 2
+
+
 def test_a_compiled_step_refuses_to_walk_into_a_graph_made_outside_it():
     w = cr.tensor(np.ones(3), requires_grad=True)
     h = w * 2  # not a leaf: its gradient would go on to w, outside the traced call

@@ -501,7 +501,12 @@ class _Trace:
         root, seed = roots[0], seeds[0]
         if root.grad_fn is None or id(root.grad_fn) not in self.entry_of_node:
             refuse("a backward pass from a tensor the traced operations did not make")
-        seed = np.array(seed.data if isinstance(seed, Tensor) else seed)
+        seed = seed.data if isinstance(seed, Tensor) else seed
+        slot = self.slot_of.get(id(seed))
+        if slot is not None and self.values[slot] is None:  # computed or given: replayed
+            self.seed_slot, seed = slot, None
+        else:  # implied (ones) or made afresh from constants: the same at every call
+            self.seed_slot, seed = None, np.array(seed)
         self._plan(root.grad_fn, leaves_only=True)
         self.step_root, self.step_seed = root, seed
         self.paused = True
@@ -656,19 +661,21 @@ class _Trace:
     def _step(self, backward):
         """A training step's loss.backward() and what followed it: the traced walk's gradients
         added into the leaves' .grad as the engine adds them, then the optimizer steps."""
-        kept, parents, params_used = backward
+        kept, parents, params_used, seed = backward
+        if seed is None:
+            seed = self.step_seed
         for p in parents:
             if p.grad_fn is not None:
                 raise CompileError(
                     f"compile: the compiled training step's backward reaches an argument made by "
                     f"{p.grad_fn.name}; pass a leaf (x.detach()) or call the step uncompiled")
-        grads = self.backward_code(self.step_seed, kept, params_used)
+        grads = self.backward_code(seed, kept, params_used)
         leaf_grads = {p: g for p, g in zip(parents, grads) if g is not None}
         recording = autograd._mode.enabled
         if recording:  # the hooks of the leaves run as in an eager backward: not recorded
             autograd._switch_grad_mode(False)
         try:
-            autograd.fill_grads(leaf_grads, (self.step_seed,))
+            autograd.fill_grads(leaf_grads, (seed,))
         finally:
             if recording:
                 autograd._switch_grad_mode(True)
@@ -765,6 +772,9 @@ def _generate(trace):
         lines.append(f"    v{slot} = {where}.data" if is_tensor else f"    v{slot} = {where}")
     params_used = []
     keep_to_end = kept_slots | set(trace.out_slots) | set(sources)
+    seed_slot = getattr(trace, "seed_slot", None)
+    if seed_slot is not None:
+        keep_to_end.add(seed_slot)
     for i, (forward, _, _, params, subs, out, slots, _) in enumerate(trace.tape):
         names[f"F{i}"] = forward
         call_args = [value(slot) for slot in slots]
@@ -802,9 +812,10 @@ def _generate(trace):
     outputs = f"({''.join(value(s) + ', ' for s in trace.out_slots)})"
     if trace.plan and trace.stepped:  # what the step's backward reads, the leaves it fills
         parents = [f"{kind}[{k}]" for kind, k, _ in trace.parents]
+        seed = "None" if seed_slot is None else value(seed_slot)
         lines.append(f"    return {outputs}, (({''.join(k + ', ' for k in kept)}), "
                      f"({''.join(p + ', ' for p in parents)}), "
-                     f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}})")
+                     f"{{{', '.join(f'{i}: p{i}' for i in params_used)}}}, {seed})")
     elif trace.plan:  # what the compiled node saves, the version of each tensor, its parents
         versions = [f"{k}._version[0]" if k[0] in "LE" else "0" for k in kept]
         parents = [f"{where}.grad_fn or {where}" for where in
