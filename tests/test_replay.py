@@ -564,6 +564,36 @@ def test_random_graphs_replay_bit_identically(shapes, steps, seed):
     assert (compiled.traces, compiled.replays) == (1, 2)
 
 
+@settings(deadline=None, max_examples=40)
+@given(shapes=st.lists(st.sampled_from([(3, 4), (4,), (3, 1), ()]), min_size=1, max_size=4),
+       steps=st.lists(_STEP, min_size=1, max_size=10), seed=st.integers(0, 2 ** 16),
+       momentum=st.sampled_from([0.0, 0.9]))
+def test_random_graphs_as_compiled_training_steps_match_eager(shapes, steps, seed, momentum):
+    """The leaves are parameters: zero_grad, the graph, backward and an SGD step, compiled."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(12) for _ in range(len(shapes) + len(steps))]
+    fn = _random_graph(steps, weights)
+    start = [rng.standard_normal(s) for s in shapes]
+    runs = []
+    for compiled in (False, True):
+        params = [cr.tensor(a.copy(), requires_grad=True) for a in start]
+        opt = optim.SGD(params, lr=0.01, momentum=momentum)
+
+        def step(scale, params=params, opt=opt):
+            opt.zero_grad()
+            loss = fn(*params) * scale
+            loss.backward()
+            opt.step()
+            return loss
+
+        step = cr.compile(step) if compiled else step
+        runs.append([(step(cr.tensor(1.0 + k)).data.tobytes(),
+                      [p.data.tobytes() for p in params],
+                      [None if p.grad is None else p.grad.data.tobytes() for p in params])
+                     for k in range(3)])
+    assert runs[0] == runs[1] and step.replays == 2
+
+
 @pytest.mark.parametrize("effect,match", [
     (lambda model, opt: opt.step(), r"an optimizer step before loss.backward\(\)"),
     (lambda model, opt: cr.optim.clip_grad_norm_(model.parameters(), 1.0), "clip_grad_norm_"),
