@@ -60,6 +60,12 @@ def colored(line, color):
     return re.findall(rf'<FONT COLOR="{color}"[^>]*>([^<]*)</FONT>', line)
 
 
+def banner_text(source):
+    """The notes above the graph, their lines joined again (the banner wraps at 100)."""
+    line = next(line for line in source.splitlines() if line.startswith("  labelloc=t"))
+    return re.sub(r'<BR ALIGN="LEFT"/>', " ", line)
+
+
 def number(x):
     return f"{float(np.asarray(x)):.4g}"
 
@@ -185,7 +191,7 @@ def test_missing_values_are_noted_when_backward_freed_an_unrecorded_graph():
     assert "value: not recorded" in node_line(before, "op3")
     L.backward()
     source = cr.draw(L).source
-    banner = next(line for line in source.splitlines() if line.startswith("  labelloc=t"))
+    banner = banner_text(source)
     assert FREED.split(":")[0] in banner and "⚠" in banner
     tr = cr.draw(L).trace
     op = node_line(source, tr["u"].id)  # an add: its value was never kept, its grad is gone
@@ -209,8 +215,8 @@ def test_a_compiled_training_step_draws_as_one_node_with_the_gradients_it_left()
     for _ in range(3):  # a trace, the checked replay, a replay
         loss = step(np.ones((2, 4), np.float32), np.array([0, 1]))
     drawing = cr.draw(loss)
-    banner = next(line for line in drawing.source.splitlines()
-                  if line.startswith("  labelloc=t"))
+    banner = banner_text(drawing.source)
+    assert '<BR ALIGN="LEFT"/>' in drawing.source  # the long note is wrapped
     assert "step) is a whole training step" in banner and "call its .fn" in banner
     assert "retain_graph" not in banner  # not an option inside a compiled step
     bias = model[0].bias

@@ -52,6 +52,7 @@ import html
 import re
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -321,9 +322,10 @@ def _banner(title: str | None, notes: list) -> str | None:
     rows = []
     if title:
         rows.append(f'<TR><TD><FONT POINT-SIZE="14"><B>{_esc(title)}</B></FONT></TD></TR>')
-    for note in notes:
+    for note in notes:  # wrapped: one long line would make the picture far wider than the graph
+        text = '<BR ALIGN="LEFT"/>'.join(_esc(line) for line in textwrap.wrap(f"⚠ {note}", 100))
         rows.append(f'<TR><TD BGCOLOR="#fff4c2" BORDER="1" COLOR="#c9a400" ALIGN="LEFT">'
-                    f'⚠ {_esc(note)}</TD></TR>')
+                    f'{text}<BR ALIGN="LEFT"/></TD></TR>')
     if not rows:
         return None
     return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="4" CELLPADDING="4">'

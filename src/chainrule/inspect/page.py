@@ -276,6 +276,13 @@ def _quiet(src) -> str:
     return f'<li>{text} <span class="kind">({why})</span></li>'
 
 
+def _unknown(src) -> str:
+    """A line for an input whose share of the gradient the graph can no longer tell."""
+    held = "" if src.grad is None else f"; its .grad is {_e(_tensor_text(src.grad))}"
+    return (f'<li>{_link(src)} = {_e(_tensor_text(src.value))} <span class="kind">(the '
+            f'gradient along this edge is not known{held})</span></li>')
+
+
 def _step(tr: Trace, names: _Names, k: int, node, step_of) -> dict:
     total = len(tr.steps) + 1
     value = ("" if node.value is None else
@@ -296,8 +303,11 @@ def _step(tr: Trace, names: _Names, k: int, node, step_of) -> dict:
                     f'back to {_e(_short(node))})</span></p>')
     missing = "" if node.missing is None or node.grad is None else \
         f'<p class="note">{_e(node.missing)}</p>'
-    cards, lines, labels, flowing, quiet = [], [], {}, [], []
+    cards, lines, labels, flowing, quiet, unknown = [], [], {}, [], [], []
     for e in tr.inputs_of(node.id):
+        if e.differentiable and e.grad is None and (tr.message or node.grad is None):
+            unknown.append(_unknown(tr[e.source]))  # freed or not reached: not "no gradient"
+            continue
         if not e.differentiable or e.grad is None:
             quiet.append(_quiet(tr[e.source]))
             continue
@@ -315,7 +325,10 @@ def _step(tr: Trace, names: _Names, k: int, node, step_of) -> dict:
                      '</ul></div>')
     quiet_html = ('<div class="quiet"><p>No gradient goes to:</p><ul>' + "".join(quiet) +
                   "</ul></div>") if quiet else ""
-    if not cards and not quiet:
+    if unknown:
+        quiet_html += ('<div class="quiet unknown"><p>Not known here (see the note above):</p>'
+                       '<ul>' + "".join(unknown) + "</ul></div>")
+    if not cards and not quiet and not unknown:
         cards.append('<p>No input of this node takes a gradient.</p>')
     op = f' <span class="kind">{_e(node.op)}</span>' if node.op and node.op != node.name else ""
     panel = (f'<h2>Step {k + 1} of {total}: {_e(node.name)}{op}</h2>{value}{upstream}{missing}'
