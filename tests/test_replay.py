@@ -885,3 +885,21 @@ def test_a_compiled_step_refuses_to_walk_into_a_graph_made_outside_it():
 
     with pytest.raises(CompileError, match="reaches a tensor made by MultiplyBackward"):
         cr.compile(step)(h)
+
+
+def test_a_detached_parameter_is_read_afresh_at_every_replay():
+    w = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    fn = lambda x: (x * w.detach()).sum() + (x * w).sum()  # noqa: E731  (detached first)
+    compiled = cr.compile(fn)
+    x = cr.tensor(np.ones(3))
+    for scale in (1.0, 1.0, 2.0, 3.0):
+        w.data = np.array([1.0, 2.0, 3.0]) * scale  # a new array, as a hand-written update makes
+        w.grad = None
+        got = compiled(x)
+        got.backward()
+        assert got.item() == fn(x).item() == 12.0 * scale and w.grad.tolist() == [1.0] * 3
+    assert compiled.replays == 3
+    only = cr.compile(lambda x: (x * w.detach()).sum())  # was replayed stale: the old array
+    for scale in (1.0, 1.0, 5.0):
+        w.data = np.array([1.0, 2.0, 3.0]) * scale
+        assert only(x).item() == 6.0 * scale

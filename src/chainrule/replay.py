@@ -462,6 +462,12 @@ class _Trace:
             self.entry_of_node[id(result.grad_fn)] = len(self.tape) - 1
             self.nodes.append(result.grad_fn)
 
+    def aliased(self, tensor):
+        """``tensor.detach()``: the alias shares ``tensor``'s array, so its slot must be
+        ``tensor``'s (an external read afresh at every replay), never the alias's own."""
+        if self._ours() and isinstance(tensor.data, np.ndarray):
+            self._slot(tensor.data, tensor)
+
     def derive(self, fn, array, args, out):
         if self._ours():
             self._append(_name(fn), lambda a: fn(a, *args), [self._slot(array)], {}, out)

@@ -265,6 +265,8 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut off from the graph (shares memory and version counter)."""
+        if autograd._tracer is not None:  # cr.compile: the alias reads this tensor's value
+            autograd._tracer.aliased(self)
         t = Tensor._wrap(self.data)
         t._version = self._version
         return t
