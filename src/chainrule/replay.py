@@ -9,24 +9,32 @@ forward functions on the new arrays, and the tensor they return has one node who
 the same rules in the same order as the eager walk. The results are bit-identical to the eager
 call's, and ``loss.backward()`` fills the parameters' ``.grad`` exactly as before.
 
+A whole training step compiles too: a function that calls ``opt.zero_grad()``, computes a loss,
+calls ``loss.backward()`` and ``opt.step()`` (``clip_grad_norm_`` between them) is traced with
+its backward planned at the call, and a replay runs the forward code, the backward code, adds the
+gradients into the leaves' ``.grad`` as the engine does and then calls the optimizer steps
+and zero_grads where the function called them. Its first replay is checked against an eager step
+taken from the same parameters, gradients and optimizer state (`_TrainingState`).
+
 Array arguments arrive as tensors sharing their memory (see `_call`), so whatever the function
 computes from them runs through the operations and is recorded. Random draws from the library
 generator (dropout in training mode, ``cr.randn``) are recorded as draws: a replay draws fresh
 numbers in the order the eager calls would, so a compiled run repeats an eager run with the same
-seed. What a trace cannot see, it refuses while tracing, with an error naming it: in-place
-writes, values read out of the graph (``.item()``, ``.numpy()``, ``if x:``, ``np.nonzero``),
-views of the call's arrays made with NumPy on ``.data``, boolean-mask indexing (its shape depends
-on the values), custom Functions, ``cr.checkpoint``, hooks on intermediate tensors, batch norm
-updating its running statistics, a backward pass, optimizer steps and other writes to the
-parameters. New argument shapes, dtypes or Python values, a parameter of a new shape, a changed
-``requires_grad``, a module switched between train and eval or given a new attribute (a new
-Parameter, sub-module or ``p``) make a new trace; the old ones are kept (32 at most), so
-switching back replays again. Tensors read from a closure or a global rather than through an
-argument or a module are bound when traced, as JAX binds them: new values in the same tensor are
-seen, a name rebound to another tensor is not (pass it as an argument). The first replay of each
-trace is checked against an eager call (``check=True``), which catches a computation done on
-arrays outside chainrule's operations. Backward through a compiled call cannot build a graph
-(``create_graph=True``): call the function uncompiled for higher-order gradients.
+seed. What a trace cannot see, it refuses while tracing, with an error naming it: in-place writes,
+values read out of the graph (``.item()``, ``.numpy()``, ``if x:``, ``np.nonzero``), views of the
+call's arrays made with NumPy on ``.data``, boolean-mask indexing (its shape depends on the
+values), custom Functions, ``cr.checkpoint``, hooks on intermediate tensors, batch norm updating
+its running statistics, writes to the parameters other than an optimizer's step, and in a training
+step a second or retained backward, an operation after the backward, an optimizer step before it, a
+step with a closure or an overridden ``step``. New argument shapes, dtypes or Python values, a
+parameter of a new shape, a changed ``requires_grad``, a module switched between train and eval or
+given a new attribute (a new Parameter, sub-module or ``p``) make a new trace; the old ones are
+kept (32 at most), so switching back replays again. Tensors read from a closure or a global rather
+than through an argument or a module are bound when traced, as JAX binds them: new values in the
+same tensor are seen, a name rebound to another tensor is not (pass it as an argument). The first
+replay of each trace is checked against an eager call (``check=True``), which catches a computation
+done on arrays outside chainrule's operations. Backward through a compiled call cannot build a
+graph (``create_graph=True``): call the function uncompiled for higher-order gradients.
 """
 
 from __future__ import annotations
@@ -64,9 +72,10 @@ def compile(fn=None, *, check: bool = True):
     """Trace ``fn`` once per argument signature and replay it afterwards (see the module doc).
 
     ``fn`` takes tensors, arrays and Python values (or containers of them) and returns one tensor,
-    or a tuple or list of tensors of which at most one requires grad. Usable as ``@cr.compile``
-    or ``@cr.compile(check=False)``; ``check=False`` skips the eager comparison at the first
-    replay of each trace.
+    or a tuple or list of tensors of which at most one requires grad. It may be a whole training
+    step (``zero_grad``, the loss, ``loss.backward()``, ``opt.step()``). Usable as
+    ``@cr.compile`` or ``@cr.compile(check=False)``; ``check=False`` skips the eager comparison
+    at the first replay of each trace.
     """
     if fn is None:
         return functools.partial(compile, check=check)
