@@ -122,6 +122,8 @@ def test_a_freed_graph_says_its_edges_are_unknown_not_gradient_free(tmp_path):
     text = write_page(loss, tmp_path / "step.html").read_text()
     assert "whole training step" in text and "Not known here" in text
     assert "no gradient flows to it" not in text  # the weight has one: the graph cannot tell it
+    if shutil.which("dot"):  # said once, in the header: not again on the picture
+        assert "<svg" in text and "⚠" not in text[text.find("<svg"):]
 
 
 # ----------------------------------------------------------------------------------------------

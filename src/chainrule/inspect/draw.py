@@ -488,7 +488,7 @@ def _capped(tr: Trace, max_nodes: int) -> Drawing:
 
 
 def draw(x, *, names=None, collapse=None, highlight=None, show_values=True, show_grads=True,
-         max_nodes=MAX_NODES, title=None) -> Drawing:
+         max_nodes=MAX_NODES, title=None, notes=True) -> Drawing:
     """The forward and backward pass behind ``x`` drawn as a circuit (see the module docstring).
 
     ``x``: a Tensor (its `Trace` is built here, naming tensors after the caller's variables) or
@@ -502,6 +502,7 @@ def draw(x, *, names=None, collapse=None, highlight=None, show_values=True, show
     ``show_values`` / ``show_grads``: put forward values / gradients on nodes and edges.
     ``max_nodes``: above this many nodes, return a note with the count instead of a layout.
     ``title``: a caption on top.
+    ``notes``: say on top what could not be shown and why (False for a page that says it itself).
     """
     modules = _modules(collapse)
     tr = as_trace("draw", x, names, modules or None)
@@ -522,7 +523,7 @@ def draw(x, *, names=None, collapse=None, highlight=None, show_values=True, show
              f'bgcolor="white"{" nslimit=2" if stubbed is not None else ""}];',
              '  node [fontname="Helvetica" fontsize=11 margin="0.1,0.05"];',
              '  edge [fontname="Helvetica" fontsize=10 arrowsize=0.7 color="#555555"];']
-    banner = _banner(title, _notes(tr))
+    banner = _banner(title, _notes(tr) if notes else [])
     if banner:
         lines.append(f"  labelloc=t; labeljust=c; label={banner};")
     definitions = {}

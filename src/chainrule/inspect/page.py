@@ -634,7 +634,7 @@ def _graph_svg(tr: Trace) -> tuple[str | None, str | None]:
     from chainrule.inspect.draw import draw
 
     try:
-        drawing = draw(tr)
+        drawing = draw(tr, notes=False)  # the page's header says them, above the picture
         if getattr(drawing, "message", None):
             return None, drawing.message
         svg = drawing.render("svg").decode()
