@@ -760,6 +760,34 @@ def test_a_compiled_step_sees_a_new_learning_rate_and_runs_the_leaf_hooks():
     assert seen.count(False) == 5 and seen.count(True) == 6  # 5 steps, and the eager check
 
 
+def _scheduled_step(model, opt, scheduler):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        scheduler.step()  # per step (a warm-up, a cosine per batch): replayed, not only traced
+        return loss
+
+    return step
+
+
+def test_a_learning_rate_scheduler_stepped_inside_a_compiled_step_steps_at_every_call():
+    runs, lrs = [], []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+        scheduler = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        step = _scheduled_step(model, opt, scheduler)
+        step = cr.compile(step) if compiled else step
+        runs.append(_run_steps(step, model, opt, _batches(6)))
+        lrs.append((scheduler.last_epoch, opt.param_groups[0]["lr"]))
+    assert runs[0] == runs[1] and lrs[0] == lrs[1] == (6, 0.2 * 0.5 ** 3)
+    plateau = optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(CompileError, match="ReduceLROnPlateau.step"):
+        cr.compile(lambda x: plateau.step(1.0) or x * 2)(cr.ones(2))
+
+
 def test_the_loss_a_compiled_step_returns_reads_out_and_refuses_a_second_backward():
     model = _mlp()
     opt = optim.SGD(model.parameters(), lr=0.1)

@@ -10,10 +10,11 @@ the same rules in the same order as the eager walk. The results are bit-identica
 call's, and ``loss.backward()`` fills the parameters' ``.grad`` exactly as before.
 
 A whole training step compiles too: a function that calls ``opt.zero_grad()``, computes a loss,
-calls ``loss.backward()`` and ``opt.step()`` (``clip_grad_norm_`` between them) is traced with
-its backward planned at the call, and a replay runs the forward code, the backward code, adds the
-gradients into the leaves' ``.grad`` as the engine does and then calls the optimizer steps
-and zero_grads where the function called them. Its first replay is checked against an eager step
+calls ``loss.backward()`` and ``opt.step()`` (``clip_grad_norm_`` between them, a scheduler's
+``step()`` anywhere) is traced with its backward planned at the call, and a replay runs the forward
+code, the backward code, adds the gradients into the leaves' ``.grad`` as the engine does and then
+calls the optimizer and scheduler steps and zero_grads where the function called them. Other Python
+that touches no tensor runs only when traced. Its first replay is checked against an eager step
 taken from the same parameters, gradients and optimizer state (`_TrainingState`).
 
 Array arguments arrive as tensors sharing their memory (see `_call`), so whatever the function
@@ -40,6 +41,7 @@ graph (``create_graph=True``): call the function uncompiled for higher-order gra
 from __future__ import annotations
 
 import builtins
+import copy
 import functools
 import operator
 import threading
@@ -214,9 +216,12 @@ class _TrainingState:
     saved before its first replay so the eager check can run from the same point."""
 
     def __init__(self, trace, leaves):
-        tensors, optimizers = {}, {}
+        tensors, optimizers, schedulers = {}, {}, {}
         for fn, args in trace.before_backward + trace.after_backward:
-            owner = getattr(fn, "__self__", None)  # an optimizer, a module, or None (clipping)
+            owner = getattr(fn, "__self__", None)  # an optimizer, a module, a learning-rate
+            if hasattr(owner, "optimizer") and hasattr(owner, "state_dict"):  # scheduler, or
+                schedulers[id(owner)] = owner  # None (clipping)
+                owner = owner.optimizer
             if hasattr(owner, "param_groups"):
                 optimizers[id(owner)] = owner
                 params = [p for group in owner.param_groups for p in group["params"]]
@@ -231,9 +236,17 @@ class _TrainingState:
             tensors[id(t)] = t
         self.tensors = list(tensors.values())
         self.optimizers = list(optimizers.values())
+        self.schedulers = list(schedulers.values())
         self.saved = [(t.data.copy(), t.grad, None if t.grad is None else t.grad.data.copy(),
                        t._version[0]) for t in self.tensors]
         self.states = [self._copy(opt.state) for opt in self.optimizers]
+        self.options = [self._options(opt) for opt in self.optimizers]  # lr and the rest
+        self.schedules = [copy.deepcopy(sched.state_dict()) for sched in self.schedulers]
+
+    @staticmethod
+    def _options(opt):
+        return [{k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+                for group in opt.param_groups]
 
     @staticmethod
     def _copy(state):
@@ -247,9 +260,13 @@ class _TrainingState:
             if grad is not None:
                 grad.data[...] = grad_data
             t._version[0] = version
-        for opt, state in zip(self.optimizers, self.states):
+        for opt, state, options in zip(self.optimizers, self.states, self.options):
             opt.state.clear()
             opt.state.update(self._copy(state))
+            for group, values in zip(opt.param_groups, options):
+                group.update(copy.deepcopy(values))
+        for sched, schedule in zip(self.schedulers, self.schedules):
+            sched.load_state_dict(copy.deepcopy(schedule))
 
     def taken(self):
         """(what, array) for everything the step left: each tensor's value and gradient, and
@@ -265,6 +282,9 @@ class _TrainingState:
                 for k, v in sorted(opt.state.get(p, {}).items()):
                     out.append((f"{type(opt).__name__} state {k!r} of tensor {i}",
                                 np.array(v)))
+            for i, group in enumerate(opt.param_groups):
+                out.append((f"the lr of {type(opt).__name__}'s group {i}",
+                            np.array(group["lr"])))
         return out
 
 
@@ -533,9 +553,8 @@ class _Trace:
     def effect(self, what, fn, args):
         if not self._ours():
             return
-        if self.step_root is None and what != "zero_grad":
-            self.refuse(f"{what} before loss.backward() (only zero_grad may come before it in a "
-                        f"compiled training step)")
+        if self.step_root is None and what in ("an optimizer step", "clip_grad_norm_"):
+            self.refuse(f"{what} before loss.backward() (they read the gradients it fills)")
         (self.after_backward if self.step_root is not None else self.before_backward).append(
             (fn, args))
 

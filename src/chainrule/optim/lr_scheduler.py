@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from chainrule import autograd
 from chainrule.optim.optimizer import Optimizer, check_number
 
 
@@ -36,6 +37,11 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and set every group's lr."""
+        if type(self).step is LRScheduler.step:  # a compiled training step calls it again
+            autograd.effect("a learning-rate scheduler step", self.step)
+        else:
+            autograd.untraceable(f"{type(self).__name__}.step (overridden: a replay cannot tell "
+                                 f"what it does)")
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
@@ -147,6 +153,7 @@ class ReduceLROnPlateau:
 
     def step(self, metrics) -> None:
         """Record this epoch's value of the watched metric, and reduce the lr if it is time."""
+        autograd.untraceable("ReduceLROnPlateau.step (it reads the value of a metric)")
         current = float(metrics.item() if hasattr(metrics, "item") else metrics)
         self.last_epoch += 1
         if self._is_better(current):
