@@ -783,6 +783,11 @@ def test_a_learning_rate_scheduler_stepped_inside_a_compiled_step_steps_at_every
         runs.append(_run_steps(step, model, opt, _batches(6)))
         lrs.append((scheduler.last_epoch, opt.param_groups[0]["lr"]))
     assert runs[0] == runs[1] and lrs[0] == lrs[1] == (6, 0.2 * 0.5 ** 3)
+    stepping = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    loss_fn = cr.compile(lambda x: stepping.step() or (x * 2).sum())  # no backward: no step
+    for _ in range(4):  # a trace, the checked replay (its eager check undone), two replays
+        loss_fn(cr.ones(2))
+    assert stepping.last_epoch == 4 and loss_fn.replays == 3
     plateau = optim.lr_scheduler.ReduceLROnPlateau(opt)
     with pytest.raises(CompileError, match="ReduceLROnPlateau.step"):
         cr.compile(lambda x: plateau.step(1.0) or x * 2)(cr.ones(2))

@@ -143,7 +143,8 @@ class Compiled:
                 self.replays += 1
                 if trace.unchecked:  # the eager run below must draw the numbers the replay drew
                     before = random.get_rng_state()
-                    state = _TrainingState(trace, leaves) if trace.stepped else None
+                    state = (_TrainingState(trace, leaves)  # the eager check repeats its
+                             if trace.stepped or trace.before_backward else None)  # effects
                 out = trace.replay(leaves)
                 if trace.unchecked:
                     self._compare(trace, out, key, leaves, treedef, before, state)
