@@ -793,6 +793,25 @@ def test_a_learning_rate_scheduler_stepped_inside_a_compiled_step_steps_at_every
         cr.compile(lambda x: plateau.step(1.0) or x * 2)(cr.ones(2))
 
 
+def test_a_compiled_step_may_return_nothing():
+    runs = []
+    for compiled in (False, True):
+        model = _mlp()
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        inner = _training_step(model, opt)
+
+        def step(x, y, inner=inner):
+            inner(x, y)  # the loss is not returned
+
+        step = cr.compile(step) if compiled else step
+        for x, y in _batches(4):
+            assert step(x, y) is None
+        runs.append([p.data.tobytes() for p in model.parameters()])
+    assert runs[0] == runs[1] and step.replays == 3
+    with pytest.raises(CompileError, match="must return a tensor"):  # nothing, and no step
+        cr.compile(lambda x: None)(cr.ones(2))
+
+
 def test_the_loss_a_compiled_step_returns_reads_out_and_refuses_a_second_backward():
     model = _mlp()
     opt = optim.SGD(model.parameters(), lr=0.1)

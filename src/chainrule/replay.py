@@ -185,8 +185,9 @@ class Compiled:
                 expected = _call(self.fn, leaves, treedef)
         finally:
             random.set_rng_state(after)
-        got = out if isinstance(out, (tuple, list)) else (out,)
-        want = expected if isinstance(expected, (tuple, list)) else (expected,)
+        got = out if isinstance(out, (tuple, list)) else () if out is None else (out,)
+        want = (expected if isinstance(expected, (tuple, list)) else () if expected is None
+                else (expected,))
         pairs = [(f"output {i}", a.data, b.data) for i, (a, b) in enumerate(zip(got, want))]
         if state is not None:
             now = state.taken()
@@ -561,8 +562,11 @@ class _Trace:
 
     # --- the plan ------------------------------------------------------------------------------
     def _finish(self, fn, out):
-        outputs = out if isinstance(out, (tuple, list)) else (out,)
-        self.out_type = type(out) if isinstance(out, (tuple, list)) else None
+        if out is None and self.step_root is not None:  # a training step that returns nothing
+            outputs, self.out_type = (), type(None)
+        else:
+            outputs = out if isinstance(out, (tuple, list)) else (out,)
+            self.out_type = type(out) if isinstance(out, (tuple, list)) else None
         self.out_slots = []
         grad_outputs = []
         for i, t in enumerate(outputs):
@@ -690,6 +694,8 @@ class _Trace:
             self._step(backward)
         if self.out_type is None:
             return self._output(0, outputs[0], leaves, backward)
+        if self.out_type is type(None):
+            return None
         return self.out_type([self._output(i, value, leaves, backward)
                               for i, value in enumerate(outputs)])
 
