@@ -130,3 +130,22 @@ def graph_ops(t):
         ops_.add(node.op)
         stack.extend(node.parents)
     return ops_
+
+
+def compiled_step_loss():
+    """The loss a compiled training step (one Linear, SGD) returns after a trace and two
+    replays, with its model: what the drawing and the page show for a spent compiled graph."""
+    model = cr.nn.Sequential(cr.nn.Linear(4, 3))
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+
+    @cr.compile
+    def step(x, y):
+        opt.zero_grad()
+        loss = cr.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(3):  # a trace, the checked replay, a replay
+        loss = step(np.ones((2, 4), np.float32), np.array([0, 1]))
+    return loss, model

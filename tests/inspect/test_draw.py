@@ -10,6 +10,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.inspect.record import FREED, NOT_RECORDED, record, trace
+from helpers import compiled_step_loss
 
 draw_module = sys.modules["chainrule.inspect.draw"]  # `chainrule.inspect.draw` is the function
 VALUE, GRAD = draw_module.VALUE_COLOR, draw_module.GRAD_COLOR
@@ -201,19 +202,7 @@ def test_missing_values_are_noted_when_backward_freed_an_unrecorded_graph():
 
 
 def test_a_compiled_training_step_draws_as_one_node_with_the_gradients_it_left():
-    model = cr.nn.Sequential(cr.nn.Linear(4, 3))
-    opt = cr.optim.SGD(model.parameters(), lr=0.1)
-
-    @cr.compile
-    def step(x, y):
-        opt.zero_grad()
-        loss = cr.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    for _ in range(3):  # a trace, the checked replay, a replay
-        loss = step(np.ones((2, 4), np.float32), np.array([0, 1]))
+    loss, model = compiled_step_loss()
     drawing = cr.draw(loss)
     banner = banner_text(drawing.source)
     assert '<BR ALIGN="LEFT"/>' in drawing.source  # the long note is wrapped

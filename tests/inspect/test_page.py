@@ -18,6 +18,7 @@ from chainrule.inspect import page as page_module
 from chainrule.inspect.examples import seed_003, seed_004
 from chainrule.inspect.page import edge_id, write_page
 from chainrule.inspect.record import layer_names, record, trace
+from helpers import compiled_step_loss
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LR = 0.1
@@ -106,19 +107,7 @@ def test_a_trace_the_message_and_the_call_of_the_command_line(tmp_path):
 
 
 def test_a_freed_graph_says_its_edges_are_unknown_not_gradient_free(tmp_path):
-    model = cr.nn.Sequential(cr.nn.Linear(4, 3))
-    opt = cr.optim.SGD(model.parameters(), lr=0.1)
-
-    @cr.compile
-    def step(x, y):
-        opt.zero_grad()
-        loss = cr.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    for _ in range(3):
-        loss = step(np.ones((2, 4), np.float32), np.array([0, 1]))
+    loss, model = compiled_step_loss()
     text = write_page(loss, tmp_path / "step.html").read_text()
     assert "whole training step" in text and "Not known here" in text
     assert "no gradient flows to it" not in text  # the weight has one: the graph cannot tell it
